@@ -1,0 +1,1 @@
+"""The ``hub`` command line: demo, serve, catalog, and (in later issues) keys, audit, connectors."""

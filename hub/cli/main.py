@@ -1,0 +1,57 @@
+"""Entry point of the ``hub`` command. Expected failures print one readable line and exit 2."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from hub.cli import catalog
+from hub.cli.console import err
+from hub.errors import HubError
+from hub.settings import get_settings
+from hub.synthetic.generate import DEFAULT_SEED
+
+app = typer.Typer(
+    help="hub: cross-agency data sharing that is provably lawful.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(catalog.app, name="catalog")
+
+
+@app.command()
+def demo(
+    residents: Annotated[int, typer.Option(min=10, help="synthetic residents to generate")] = 10_000,
+    seed: Annotated[int, typer.Option(help="seed for the synthetic sources")] = DEFAULT_SEED,
+) -> None:
+    """Run the hub's main job on embedded defaults and narrate it."""
+    from hub.cli.demo import run_demo
+
+    run_demo(get_settings(), residents, seed)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+) -> None:
+    """Serve the hub API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    get_settings()  # fail on bad settings before binding a port
+    uvicorn.run("hub.api.app:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+def main() -> None:
+    try:
+        app()
+    except HubError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Runtime settings: embedded defaults for one machine, real engines when configured.
+
+Values come, highest priority first, from ``HUB_*`` environment variables, then an optional
+``hub.toml`` (path overridable with ``HUB_CONFIG``), then the embedded defaults. Every invalid value
+becomes a :class:`~hub.errors.SettingsError` whose message names the variable and what it expects,
+because operators read these errors in a terminal, not in a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic_settings
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from hub.errors import SettingsError
+
+ENV_PREFIX = "HUB_"
+DEFAULT_VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    """Where the hub keeps its state and which engines it talks to."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    profile: Literal["dev", "production"] = Field(
+        default="dev",
+        description="'production' refuses development conveniences such as the dev identity provider",
+    )
+    var_dir: Path = Field(default=DEFAULT_VAR_DIR, description="directory for embedded state")
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means a SQLite file var_dir/hub.db",
+    )
+    bus: Literal["local", "kafka"] = Field(default="local", description="'local' (embedded log) or 'kafka'")
+    kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="host:port list, required when bus is 'kafka'"
+    )
+    policy_engine: str = Field(
+        default="embedded", description="'embedded' or the http(s) URL of an OPA server"
+    )
+    keystore_path: Path | None = Field(
+        default=None, description="embedded keystore file; empty means var_dir/keystore.json"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("HUB_CONFIG", "hub.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+    @field_validator("kafka_bootstrap_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: Any) -> Any:
+        # Operators write "host1:9092,host2:9092" in an environment variable; accept it as a list.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: list[str]) -> list[str]:
+        for server in value:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port entries, got {server!r}")
+        return value
+
+    @field_validator("policy_engine")
+    @classmethod
+    def _check_policy_engine(cls, value: str) -> str:
+        if value == "embedded" or value.startswith(("http://", "https://")):
+            return value.rstrip("/")
+        raise ValueError(f"expected 'embedded' or an http(s) URL of an OPA server, got {value!r}")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:", "postgresql:", "postgresql+")):
+            raise ValueError(
+                f"expected a sqlite: or postgresql: SQLAlchemy URL, got scheme {value.split(':')[0]!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_needs_servers(self) -> Settings:
+        if self.bus == "kafka" and not self.kafka_bootstrap_servers:
+            raise ValueError("HUB_KAFKA_BOOTSTRAP_SERVERS is required when HUB_BUS=kafka")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'hub.db'}"
+
+    @property
+    def effective_keystore_path(self) -> Path:
+        return self.keystore_path or self.var_dir / "keystore.json"
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem: the environment variable and what it expects."""
+    parts = []
+    for item in error.errors():
+        loc = [str(p) for p in item["loc"]]
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if not loc:
+            parts.append(message)
+            continue
+        variable = ENV_PREFIX + loc[0].upper()
+        if item["type"] == "extra_forbidden":
+            parts.append(f"{variable}: unknown setting")
+        elif item["type"] == "literal_error":
+            parts.append(f"{variable}: {message}, got {item.get('input')!r}")
+        else:
+            parts.append(f"{variable}: {message}")
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment and hub.toml, turning validation errors into one line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(f"invalid settings: {_describe(error)}") from None
+    except pydantic_settings.SettingsError as error:
+        # Raised by a settings source before validation, e.g. a malformed hub.toml.
+        raise SettingsError(f"invalid settings: {error}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,20 @@
+"""The hub's store: agencies, catalog datasets and protected records, on SQLite or PostgreSQL.
+
+Records cross into the store only as :class:`~hub.store.records.ProtectedRecord`: non-personal
+fields in clear, every personal field sealed into bytes by keys/ before it gets here. There is no
+column a plaintext personal value could be written to.
+"""
+
+from hub.store.engine import create_store_engine, init_schema
+from hub.store.records import ProtectedRecord, RecordStore
+from hub.store.tables import AgencyRow, DatasetRow, RecordRow
+
+__all__ = [
+    "AgencyRow",
+    "DatasetRow",
+    "ProtectedRecord",
+    "RecordRow",
+    "RecordStore",
+    "create_store_engine",
+    "init_schema",
+]

@@ -1,0 +1,87 @@
+"""SQLModel tables of the store.
+
+A record row keeps non-personal fields as JSON (``clear_fields``) and all personal fields as one
+sealed blob (``sealed_fields``) whose format keys/ owns. The subject is reachable only through a blind
+index, so a database dump alone names nobody.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Dialect, LargeBinary, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every back end (SQLite keeps no zone; PostgreSQL would convert to local)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(nullable: bool = False, index: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class AgencyRow(SQLModel, table=True):
+    __tablename__ = "agency"
+
+    code: str = Field(primary_key=True, max_length=64)
+    name: str
+    name_zh: str
+    jurisdiction: str = Field(max_length=12)
+
+
+class DatasetRow(SQLModel, table=True):
+    """The catalog definition in force for a dataset, kept with the digest of the catalog it came from."""
+
+    __tablename__ = "catalog_dataset"
+
+    id: str = Field(primary_key=True, max_length=128)
+    owner: str = Field(foreign_key="agency.code", index=True)
+    title: str
+    sharing_attribute: str = Field(max_length=32)
+    retention: str = Field(max_length=32)
+    subject_field: str
+    definition: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    catalog_digest: str = Field(max_length=64)
+    loaded_at: datetime = _utc()
+
+
+class RecordRow(SQLModel, table=True):
+    """The latest version of one source record, with its provenance."""
+
+    __tablename__ = "record"
+    __table_args__ = (UniqueConstraint("dataset_id", "record_key", name="uq_record_dataset_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: str = Field(foreign_key="catalog_dataset.id", index=True, max_length=128)
+    record_key: str = Field(max_length=256)
+    version: int
+    # Provenance: where and when the hub got this version.
+    source_agency: str = Field(max_length=64)
+    source_system: str = Field(max_length=128)
+    source_position: str = Field(max_length=512)
+    pulled_at: datetime = _utc()
+    source_updated_at: datetime | None = _utc(nullable=True)
+    # The subject's blind index (keyed HMAC of the normalised subject ID), never the ID itself.
+    subject_index: bytes = Field(sa_column=Column(LargeBinary(64), nullable=False, index=True))
+    clear_fields: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    sealed_fields: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    deleted: bool = False
+    stored_at: datetime = _utc()

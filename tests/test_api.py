@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.api import create_app
+from hub.settings import load_settings
+from hub.synthetic.serve import serve_in_thread
+
+
+@pytest.fixture
+def base_url(tmp_path: Path) -> object:
+    settings = load_settings(var_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'hub.db'}")
+    with serve_in_thread(create_app(settings)) as url:
+        yield url
+
+
+def test_healthz_reports_the_store(base_url: str) -> None:
+    response = httpx.get(f"{base_url}/healthz")
+    assert response.status_code == 200
+    assert response.json()["database"] == "sqlite"
+    assert len(response.headers["x-request-id"]) == 32
+
+
+def test_errors_are_problem_documents_with_the_request_id(base_url: str) -> None:
+    response = httpx.get(f"{base_url}/no-such-thing", headers={"X-Request-Id": "req-12345678"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 404 and body["title"] == "Not Found" and body["request_id"] == "req-12345678"
+    assert body["type"].endswith("/not-found")
+
+
+def test_openapi_document_is_3_1(base_url: str) -> None:
+    document = httpx.get(f"{base_url}/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    assert httpx.get(f"{base_url}/docs").status_code == 200
+
+
+def test_healthz_fails_closed_when_the_store_is_unreachable(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://hub@/hub?host={tmp_path / 'no-server-here'}"
+    settings = load_settings(var_dir=tmp_path, database_url=url)
+    with serve_in_thread(create_app(settings)) as base:
+        response = httpx.get(f"{base}/healthz")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == "the store is unreachable"

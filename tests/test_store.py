@@ -1,0 +1,114 @@
+"""Store round trips, run on SQLite and on a real PostgreSQL 18 server."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import inspect
+
+from hub.catalog import load_catalog
+from hub.store import ProtectedRecord, RecordStore, create_store_engine, init_schema
+from hub.store.records import Provenance, StoreError
+
+PULLED = datetime(2026, 11, 20, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(database_url: str) -> RecordStore:
+    engine = create_store_engine(database_url)
+    init_schema(engine)
+    store = RecordStore(engine, load_catalog())
+    store.sync_catalog()
+    return store
+
+
+def _record(key: str = "J20261119000001", version: int = 1, subject: bytes = b"\x01" * 32) -> ProtectedRecord:
+    return ProtectedRecord(
+        dataset_id="police.incident",
+        record_key=key,
+        version=version,
+        provenance=Provenance(
+            source_agency="police",
+            source_system="police-110-dispatch",
+            source_position="bj_alarm.last_modified=2026-11-19 10:00:00,alarm_no=" + key,
+            pulled_at=PULLED,
+            source_updated_at=datetime(2026, 11, 19, 10, 0, tzinfo=timezone(timedelta(hours=8))),
+        ),
+        subject_index=subject,
+        clear_fields={"incident_no": key, "incident_type": "fraud", "district": "110105"},
+        sealed_fields=bytes(range(256)) * 2,
+    )
+
+
+def test_round_trip_keeps_every_byte_and_provenance(store: RecordStore) -> None:
+    record = _record()
+    store.upsert([record])
+    loaded = store.get("police.incident", record.record_key)
+    assert loaded == record
+    assert loaded is not None and loaded.provenance.source_updated_at == datetime(
+        2026, 11, 19, 2, 0, tzinfo=UTC
+    )
+
+
+def test_newer_version_replaces_and_older_or_equal_never_does(store: RecordStore) -> None:
+    store.upsert([_record(version=2)])
+    store.upsert([dataclasses.replace(_record(version=3), sealed_fields=b"v3")])
+    store.upsert([dataclasses.replace(_record(version=1), sealed_fields=b"v1")])
+    store.upsert([dataclasses.replace(_record(version=3), sealed_fields=b"v3-redelivered-differently")])
+    loaded = store.get("police.incident", "J20261119000001")
+    assert loaded is not None and loaded.version == 3 and loaded.sealed_fields == b"v3"
+    assert store.count("police.incident") == 1
+
+
+def test_lookup_by_blind_index(store: RecordStore) -> None:
+    store.upsert(
+        [
+            _record("A", subject=b"\xaa" * 32),
+            _record("B", subject=b"\xbb" * 32),
+            _record("C", subject=b"\xaa" * 32),
+        ]
+    )
+    assert sorted(r.record_key for r in store.by_subject(b"\xaa" * 32)) == ["A", "C"]
+    assert store.by_subject(b"\xaa" * 32, datasets=["health.visit"]) == []
+    store.upsert([dataclasses.replace(_record("C", version=2, subject=b"\xaa" * 32), deleted=True)])
+    assert [r.record_key for r in store.by_subject(b"\xaa" * 32)] == ["A"]
+
+
+def test_personal_field_in_clear_is_refused(store: RecordStore) -> None:
+    leaky = dataclasses.replace(_record(), clear_fields={"incident_no": "X", "caller_name": "not allowed"})
+    with pytest.raises(StoreError, match=r"police\.incident\.caller_name is personal and must be sealed"):
+        store.upsert([leaky])
+    assert store.count() == 0
+
+
+def test_uncatalogued_field_is_refused(store: RecordStore) -> None:
+    with pytest.raises(StoreError, match=r"police\.incident\.dispatch_unit is not in the catalog"):
+        store.upsert([dataclasses.replace(_record(), clear_fields={"dispatch_unit": "x"})])
+
+
+def test_no_plaintext_personal_column_exists(store: RecordStore) -> None:
+    catalog = load_catalog()
+    personal = {f.name for d in catalog for f in d.personal_fields}
+    columns = {c["name"] for c in inspect(store.engine).get_columns("record")}
+    assert not personal & columns
+    assert {"sealed_fields", "subject_index", "clear_fields", "version", "source_position"} <= columns
+
+
+def test_catalog_sync_is_idempotent(store: RecordStore) -> None:
+    store.sync_catalog()
+    store.sync_catalog()
+    with store.engine.connect() as connection:
+        from sqlalchemy import text
+
+        assert connection.execute(text("SELECT COUNT(*) FROM catalog_dataset")).scalar_one() == 5
+        assert connection.execute(text("SELECT COUNT(*) FROM agency")).scalar_one() == 4
+
+
+def test_naive_datetimes_are_refused(store: RecordStore) -> None:
+    naive = dataclasses.replace(
+        _record(), provenance=dataclasses.replace(_record().provenance, pulled_at=datetime(2026, 1, 1))
+    )
+    with pytest.raises(Exception, match="naive datetime"):
+        store.upsert([naive])
