@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hub.synthetic.dirt import DirtKind, DirtLedger, break_checksum
+from hub.synthetic.dirt import DirtLedger
 from hub.synthetic.population import AgeGroup, Resident
 
 SOURCE = "civil_affairs"
@@ -72,13 +72,13 @@ def build_registry(
             "更新时间": f"{updated:%Y-%m-%d %H:%M:%S}",
             "银行账号": f"6222{rng.randrange(10**14, 10**15)}",
         }
-        flaw = dirt.pick(
-            SOURCE, f"registry.登记编号={person_no}", (DirtKind.BAD_CHECKSUM, DirtKind.MISSING_SUBJECT)
+        dirt.spoil(
+            row,
+            source=SOURCE,
+            position=f"registry.登记编号={person_no}",
+            subject_field="身份证号",
+            missing="",
         )
-        if flaw is DirtKind.BAD_CHECKSUM:
-            row["身份证号"] = break_checksum(resident.id_number)
-        elif flaw is DirtKind.MISSING_SUBJECT:
-            row["身份证号"] = ""
         rows.append(row)
     return rows
 
@@ -125,15 +125,13 @@ def build_events(
                         "ts": moment.isoformat(timespec="seconds"),
                         "device_fw": "v2.3.1",
                     }
-                    flaw = dirt.pick(
-                        SOURCE,
-                        f"{file}:event_id={event_id}",
-                        (DirtKind.BAD_CHECKSUM, DirtKind.MISSING_SUBJECT),
+                    dirt.spoil(
+                        event,
+                        source=SOURCE,
+                        position=f"{file}:event_id={event_id}",
+                        subject_field="card_holder_id",
+                        drop_missing=True,
                     )
-                    if flaw is DirtKind.BAD_CHECKSUM:
-                        event["card_holder_id"] = break_checksum(resident.id_number)
-                    elif flaw is DirtKind.MISSING_SUBJECT:
-                        del event["card_holder_id"]
                     days.setdefault(file, []).append(event)
     for events in days.values():
         events.sort(key=lambda e: (e["ts"], e["event_id"]))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from hub.identifiers import id_check_character
 
@@ -36,12 +38,34 @@ class DirtLedger:
         self.entries.append({"source": source, "position": position, "reason": kind.value})
         return kind
 
+    def spoil(
+        self,
+        row: MutableMapping[str, Any],
+        *,
+        source: str,
+        position: str,
+        subject_field: str,
+        time_field: str | None = None,
+        bad_time: str = "2026-13-45 25:61:00",
+        missing: Any = None,
+        drop_missing: bool = False,
+    ) -> None:
+        """Maybe make ``row`` dirty in place: a broken or missing subject ID, or a bad time."""
+        kinds = tuple(DirtKind) if time_field else (DirtKind.BAD_CHECKSUM, DirtKind.MISSING_SUBJECT)
+        flaw = self.pick(source, position, kinds)
+        if flaw is DirtKind.BAD_CHECKSUM:
+            row[subject_field] = break_checksum(str(row[subject_field]))
+        elif flaw is DirtKind.MISSING_SUBJECT:
+            if drop_missing:
+                del row[subject_field]
+            else:
+                row[subject_field] = missing
+        elif flaw is DirtKind.BAD_TIME and time_field is not None:
+            row[time_field] = bad_time
+
 
 def break_checksum(id_number: str) -> str:
     """The same ID number with a check character that GB 11643 rejects."""
     good = id_check_character(id_number[:17])
     wrong = "0" if good != "0" else "1"
     return id_number[:17] + wrong
-
-
-BAD_TIME = "2026-13-45 25:61:00"

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 
-from hub.synthetic.dirt import DirtKind, DirtLedger, break_checksum
+from hub.synthetic.dirt import DirtLedger
 from hub.synthetic.population import AgeGroup, Resident
 
 SOURCE = "education"
@@ -66,13 +66,15 @@ def build_rows(
                 "reporterTeacher": f"教师{rng.randrange(100, 999)}",
                 "teacherPhone": f"1{rng.choice('3589')}{rng.randrange(10**9):09d}",
             }
-            flaw = dirt.pick(SOURCE, f"safety-incidents.reportNo={report_no}", tuple(DirtKind))
-            if flaw is DirtKind.BAD_CHECKSUM:
-                row["studentIdCard"] = break_checksum(resident.id_number)
-            elif flaw is DirtKind.MISSING_SUBJECT:
-                del row["studentIdCard"]
-            elif flaw is DirtKind.BAD_TIME:
-                row["occurredAt"] = "yesterday afternoon"
+            dirt.spoil(
+                row,
+                source=SOURCE,
+                position=f"safety-incidents.reportNo={report_no}",
+                subject_field="studentIdCard",
+                time_field="occurredAt",
+                bad_time="yesterday afternoon",
+                drop_missing=True,
+            )
             rows.append(row)
     rows.sort(key=lambda r: (r["updatedAt"], r["reportNo"]))
     return rows

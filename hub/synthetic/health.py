@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from hub.synthetic.dirt import BAD_TIME, DirtKind, DirtLedger, break_checksum
+from hub.synthetic.dirt import DirtLedger
 from hub.synthetic.population import AgeGroup, Resident
 from hub.synthetic.sqlfile import write_table
 
@@ -113,13 +113,13 @@ def build_rows(
                 "attending_doctor": f"医师{rng.randrange(1000, 9999)}",
                 "update_time": f"{updated:%Y-%m-%d %H:%M:%S}",
             }
-            flaw = dirt.pick(SOURCE, f"his_visit.visit_no={visit_no}", tuple(DirtKind))
-            if flaw is DirtKind.BAD_CHECKSUM:
-                row["patient_idcard"] = break_checksum(resident.id_number)
-            elif flaw is DirtKind.MISSING_SUBJECT:
-                row["patient_idcard"] = None
-            elif flaw is DirtKind.BAD_TIME:
-                row["reg_time"] = BAD_TIME
+            dirt.spoil(
+                row,
+                source=SOURCE,
+                position=f"his_visit.visit_no={visit_no}",
+                subject_field="patient_idcard",
+                time_field="reg_time",
+            )
             rows.append(row)
     return rows
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from hub.synthetic.dirt import BAD_TIME, DirtKind, DirtLedger, break_checksum
+from hub.synthetic.dirt import DirtLedger
 from hub.synthetic.population import AgeGroup, Resident
 from hub.synthetic.sqlfile import write_table
 
@@ -138,13 +138,13 @@ def build_rows(
             "is_deleted": 0,
             "last_modified": f"{modified:%Y-%m-%d %H:%M:%S}",
         }
-        flaw = dirt.pick(SOURCE, f"bj_alarm.alarm_no={alarm_no}", tuple(DirtKind))
-        if flaw is DirtKind.BAD_CHECKSUM:
-            row["bjr_sfzh"] = break_checksum(caller.id_number)
-        elif flaw is DirtKind.MISSING_SUBJECT:
-            row["bjr_sfzh"] = None
-        elif flaw is DirtKind.BAD_TIME:
-            row["alarm_time"] = BAD_TIME
+        dirt.spoil(
+            row,
+            source=SOURCE,
+            position=f"bj_alarm.alarm_no={alarm_no}",
+            subject_field="bjr_sfzh",
+            time_field="alarm_time",
+        )
         rows.append(row)
     return rows
 
