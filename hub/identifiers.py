@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from keys.normalise import canonical_id_number, canonical_phone
+
 # ISO 7064 MOD 11-2 weights for the first 17 digits, and the check character for each remainder.
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
@@ -30,7 +32,7 @@ def id_check_character(first17: str) -> str:
 
 def normalise_id_number(value: str) -> str:
     """Strip spaces, upper-case a trailing x, and check shape, checksum and birth date."""
-    candidate = value.strip().replace(" ", "").upper()
+    candidate = canonical_id_number(value)
     if not _ID_SHAPE.match(candidate):
         raise IdentifierError("ID number must be 17 digits followed by a digit or X")
     if id_check_character(candidate[:17]) != candidate[17]:
@@ -72,11 +74,7 @@ def make_id_number(division: str, born: date, sequence: int) -> str:
 
 def normalise_phone(value: str) -> str:
     """Digits only, without the +86 / 0086 country prefix; mobile numbers must be 11 digits."""
-    digits = re.sub(r"\D", "", value)
-    if digits.startswith("0086"):
-        digits = digits[4:]
-    elif digits.startswith("86") and len(digits) == 13:
-        digits = digits[2:]
+    digits = canonical_phone(value)
     if not _MOBILE.match(digits) and not (7 <= len(digits) <= 12 and digits.startswith("0")):
         raise IdentifierError("phone must be an 11-digit mobile number or a landline with area code")
     return digits

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic_settings
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -51,12 +51,19 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="host:port list, required when bus is 'kafka'"
     )
-    policy_engine: str = Field(
-        default="embedded", description="'embedded' or the http(s) URL of an OPA server"
-    )
+    policy_engine: str = Field(default="embedded", description="'embedded' or the http(s) URL of an OPA server")
     keystore_path: Path | None = Field(
         default=None, description="embedded keystore file; empty means var_dir/keystore.json"
     )
+    keys_database_url: str = Field(
+        default="", description="database of wrapped data keys; empty means a SQLite file beside the keystore"
+    )
+    key_suite: Literal["AES_256_GCM", "SM4_GCM"] = Field(
+        default="AES_256_GCM",
+        description="AEAD suite for a new keystore (SM4_GCM for GB/T 39786 deployments)",
+    )
+    master_passphrase: SecretStr | None = Field(default=None, description="unlocks the keystore (scrypt)")
+    master_key: SecretStr | None = Field(default=None, description="unlocks the keystore directly (hex/base64)")
 
     @classmethod
     def settings_customise_sources(
@@ -94,13 +101,11 @@ class Settings(BaseSettings):
             return value.rstrip("/")
         raise ValueError(f"expected 'embedded' or an http(s) URL of an OPA server, got {value!r}")
 
-    @field_validator("database_url")
+    @field_validator("database_url", "keys_database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
         if value and not value.startswith(("sqlite:", "postgresql:", "postgresql+")):
-            raise ValueError(
-                f"expected a sqlite: or postgresql: SQLAlchemy URL, got scheme {value.split(':')[0]!r}"
-            )
+            raise ValueError(f"expected a sqlite: or postgresql: SQLAlchemy URL, got scheme {value.split(':')[0]!r}")
         return value
 
     @model_validator(mode="after")
@@ -116,6 +121,10 @@ class Settings(BaseSettings):
     @property
     def effective_keystore_path(self) -> Path:
         return self.keystore_path or self.var_dir / "keystore.json"
+
+    @property
+    def effective_keys_database_url(self) -> str:
+        return self.keys_database_url or f"sqlite:///{self.effective_keystore_path.parent / 'keys.db'}"
 
 
 def _describe(error: ValidationError) -> str:

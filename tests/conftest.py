@@ -49,3 +49,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hub.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(database_url: str) -> Any:
+    """A record store with the shipped catalog synced, on each back end."""
+    from hub.catalog import load_catalog
+    from hub.store import RecordStore, create_store_engine, init_schema
+
+    engine = create_store_engine(database_url)
+    init_schema(engine)
+    record_store = RecordStore(engine, load_catalog())
+    record_store.sync_catalog()
+    return record_store

@@ -77,9 +77,7 @@ def test_a_field_without_a_label_is_refused_by_name(catalog_dir: Path, label: st
 
 def test_sensitive_field_needs_its_article_28_category(catalog_dir: Path) -> None:
     _drop_label(catalog_dir / "health.visit.toml", "department", "sensitive_category")
-    with pytest.raises(
-        CatalogError, match=r"health\.visit\.department: a sensitive field needs 'sensitive_category'"
-    ):
+    with pytest.raises(CatalogError, match=r"health\.visit\.department: a sensitive field needs 'sensitive_category'"):
         load_catalog(catalog_dir)
 
 

@@ -47,9 +47,7 @@ def test_bad_setting_is_one_readable_line(tmp_path: Path) -> None:
 
 
 def test_bad_catalog_is_one_readable_line(tmp_path: Path) -> None:
-    (tmp_path / "agencies.toml").write_text(
-        '[agencies.police]\nname="P"\nname_zh="P"\njurisdiction="110100"\n'
-    )
+    (tmp_path / "agencies.toml").write_text('[agencies.police]\nname="P"\nname_zh="P"\njurisdiction="110100"\n')
     (tmp_path / "police.x.toml").write_text(
         'id="police.x"\ntitle="t"\nowner="police"\nsource_system="s"\ndescription="d"\nretention="P1Y"\n'
         'subject_field="idn"\nrecord_key_field="idn"\n[sharing]\nattribute="unconditional"\n'

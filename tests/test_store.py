@@ -9,19 +9,10 @@ import pytest
 from sqlalchemy import inspect
 
 from hub.catalog import load_catalog
-from hub.store import ProtectedRecord, RecordStore, create_store_engine, init_schema
+from hub.store import ProtectedRecord, RecordStore
 from hub.store.records import Provenance, StoreError
 
 PULLED = datetime(2026, 11, 20, 0, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(database_url: str) -> RecordStore:
-    engine = create_store_engine(database_url)
-    init_schema(engine)
-    store = RecordStore(engine, load_catalog())
-    store.sync_catalog()
-    return store
 
 
 def _record(key: str = "J20261119000001", version: int = 1, subject: bytes = b"\x01" * 32) -> ProtectedRecord:
@@ -47,9 +38,7 @@ def test_round_trip_keeps_every_byte_and_provenance(store: RecordStore) -> None:
     store.upsert([record])
     loaded = store.get("police.incident", record.record_key)
     assert loaded == record
-    assert loaded is not None and loaded.provenance.source_updated_at == datetime(
-        2026, 11, 19, 2, 0, tzinfo=UTC
-    )
+    assert loaded is not None and loaded.provenance.source_updated_at == datetime(2026, 11, 19, 2, 0, tzinfo=UTC)
 
 
 def test_newer_version_replaces_and_older_or_equal_never_does(store: RecordStore) -> None:

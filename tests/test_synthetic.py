@@ -36,9 +36,7 @@ def test_same_seed_gives_the_same_bytes(sources: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     generate_sources(again, residents=RESIDENTS, seed=SEED)
     assert _all_files(sources) == _all_files(again)
-    match, mismatch, errors = filecmp.cmpfiles(
-        sources, again, [str(p) for p in _all_files(sources)], shallow=False
-    )
+    match, mismatch, errors = filecmp.cmpfiles(sources, again, [str(p) for p in _all_files(sources)], shallow=False)
     assert not mismatch and not errors and len(match) == len(_all_files(sources))
 
 
@@ -92,13 +90,11 @@ def test_each_source_has_dirty_records_and_the_manifest_locates_them(sources: Pa
 
 def test_sources_carry_fields_the_catalog_does_not_list(sources: Path) -> None:
     police_columns = {
-        row[1]
-        for row in sqlite3.connect(sources / "police" / "police.db").execute("PRAGMA table_info(bj_alarm)")
+        row[1] for row in sqlite3.connect(sources / "police" / "police.db").execute("PRAGMA table_info(bj_alarm)")
     }
     assert {"dispatch_unit", "officer_badge"} <= police_columns
     health_columns = {
-        row[1]
-        for row in sqlite3.connect(sources / "health" / "health.db").execute("PRAGMA table_info(his_visit)")
+        row[1] for row in sqlite3.connect(sources / "health" / "health.db").execute("PRAGMA table_info(his_visit)")
     }
     assert "insurance_card_no" in health_columns
     registry = next((sources / "civil_affairs" / "inbox").glob("registry_*.csv"))
@@ -118,9 +114,7 @@ def test_records_are_consistent_across_agencies(sources: Path) -> None:
     assert all(people[r["身份证号"]].name == r["姓名"] for r in rows)
     visited = {
         row[0]
-        for row in sqlite3.connect(sources / "health" / "health.db").execute(
-            "SELECT patient_idcard FROM his_visit"
-        )
+        for row in sqlite3.connect(sources / "health" / "health.db").execute("SELECT patient_idcard FROM his_visit")
     }
     assert sum(1 for r in elderly if r["身份证号"] in visited) > len(elderly) // 2
     students = json.loads((sources / "education" / "incidents.json").read_text(encoding="utf-8"))

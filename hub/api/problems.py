@@ -32,9 +32,7 @@ def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or "")
 
 
-def problem(
-    request: Request, status: int, detail: str, kind: str | None = None, **extra: Any
-) -> ProblemResponse:
+def problem(request: Request, status: int, detail: str, kind: str | None = None, **extra: Any) -> ProblemResponse:
     phrase = HTTPStatus(status).phrase
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + (kind or phrase.lower().replace(" ", "-")),

@@ -6,6 +6,18 @@ log see, so renaming one is a breaking change to stored evidence.
 
 from enum import StrEnum
 
+from keys.masking import MaskType
+
+__all__ = [
+    "FieldType",
+    "Grade",
+    "IdentifierRole",
+    "MaskType",
+    "PIClass",
+    "SensitiveCategory",
+    "SharingAttribute",
+]
+
 
 class PIClass(StrEnum):
     """Personal-information class (PIPL Art. 4 and Art. 28)."""
@@ -71,19 +83,3 @@ class FieldType(StrEnum):
     ID_NUMBER_LIST = "id_number_list"
     PHONE = "phone"
     ENUM = "enum"
-
-
-class MaskType(StrEnum):
-    """Display masks, in the spirit of GB/T 35273 de-identification and Apache Ranger's mask types."""
-
-    MASK_ID = "MASK_ID"
-    MASK_PHONE = "MASK_PHONE"
-    MASK_NAME = "MASK_NAME"
-    ADDRESS_TO_DISTRICT = "ADDRESS_TO_DISTRICT"
-    SHOW_LAST_4 = "SHOW_LAST_4"
-    SHOW_FIRST_4 = "SHOW_FIRST_4"
-    HASH = "HASH"
-    NULLIFY = "NULLIFY"
-    DATE_SHOW_YEAR = "DATE_SHOW_YEAR"
-    REDACT = "REDACT"
-    NONE = "NONE"  # shown as is; only allowed on fields whose PI class is 'none'

@@ -121,9 +121,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         if dataset.id in datasets:
             raise CatalogError(f"{path.name}: dataset {dataset.id} is defined twice")
         if dataset.owner not in agencies:
-            raise CatalogError(
-                f"{path.name}: owner {dataset.owner!r} of {dataset.id} is not in {AGENCIES_FILE}"
-            )
+            raise CatalogError(f"{path.name}: owner {dataset.owner!r} of {dataset.id} is not in {AGENCIES_FILE}")
         datasets[dataset.id] = dataset
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     if not datasets:

@@ -49,6 +49,4 @@ def validate(
     """Load every catalog file, refuse unlabelled fields, and print each dataset's PI footprint."""
     catalog = load_catalog(directory)
     out.print(catalog_table(catalog))
-    out.print(
-        f"[green]catalog valid[/]: {len(catalog.datasets)} datasets of {len(catalog.agencies)} agencies"
-    )
+    out.print(f"[green]catalog valid[/]: {len(catalog.datasets)} datasets of {len(catalog.agencies)} agencies")

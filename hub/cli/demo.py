@@ -6,25 +6,31 @@ loads the catalog and prepares the store; later issues extend it until it runs t
 
 from __future__ import annotations
 
+import csv
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hub.catalog import load_catalog
+from hub.catalog import Catalog, load_catalog
 from hub.cli.catalog import catalog_table
 from hub.cli.console import out
+from hub.identifiers import is_valid_id_number
+from hub.protection import DEMO_PASSPHRASE, Erased, RecordProtector, open_key_service
 from hub.settings import Settings
 from hub.store import RecordStore, create_store_engine, init_schema
+from hub.store.records import Provenance
 from hub.synthetic import SourceManifest, generate_sources
+from hub.synthetic.civil_affairs import CATEGORIES
 from hub.synthetic.probe import probe_sources
+from keys.errors import KeyShredded
 
 
 def sources_table(manifest: SourceManifest, readable: dict[str, int]) -> Table:
-    table = Table(
-        title=f"Agency source systems (seed {manifest.seed}, as of {manifest.as_of})", title_justify="left"
-    )
+    table = Table(title=f"Agency source systems (seed {manifest.seed}, as of {manifest.as_of})", title_justify="left")
     for column in ("agency", "interface", "dataset", "records", "read back", "dirty", "where"):
         table.add_column(column, justify="right" if column in ("records", "read back", "dirty") else "left")
     for source in manifest.sources:
@@ -43,13 +49,9 @@ def sources_table(manifest: SourceManifest, readable: dict[str, int]) -> Table:
 
 
 def run_demo(settings: Settings, residents: int, seed: int) -> None:
-    out.print(
-        Panel.fit("[bold]hub demo[/] — cross-agency data sharing on embedded defaults", border_style="cyan")
-    )
+    out.print(Panel.fit("[bold]hub demo[/] — cross-agency data sharing on embedded defaults", border_style="cyan"))
     sources_dir = settings.var_dir / "sources"
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out
-    ) as progress:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out) as progress:
         task = progress.add_task(f"Generating {residents:,} residents and four agencies' systems", total=None)
         manifest = generate_sources(Path(sources_dir), residents=residents, seed=seed)
         progress.update(task, description="Reading every source back through its own interface")
@@ -69,8 +71,79 @@ def run_demo(settings: Settings, residents: int, seed: int) -> None:
         f"{len(manifest.expected_stay_in_alerts)}."
     )
     out.print(
-        f"Store ready at [bold]{engine.url.render_as_string(hide_password=True)}[/]; "
-        f"sources under {sources_dir}."
+        f"Store ready at [bold]{engine.url.render_as_string(hide_password=True)}[/]; sources under {sources_dir}."
     )
     if any(readable.get(s.dataset) != s.records for s in manifest.sources):
         raise SystemExit("a source did not read back completely")
+    demo_protection(settings, manifest, Path(sources_dir), catalog, RecordStore(engine, catalog))
+
+
+_REGISTRY_FIELDS = {
+    "登记编号": "person_no",
+    "身份证号": "id_number",
+    "姓名": "name",
+    "类别": "category",
+    "住址": "address",
+    "联系电话": "phone",
+    "监护人姓名": "guardian_name",
+    "监护人电话": "guardian_phone",
+    "社区": "community",
+    "区划代码": "district",
+    "登记日期": "registered_on",
+    "更新时间": "updated_at",
+}
+
+
+def demo_protection(
+    settings: Settings, manifest: SourceManifest, sources_dir: Path, catalog: Catalog, store: RecordStore
+) -> None:
+    """Seal the civil-affairs registry under per-resident keys, show a masked record, shred one resident."""
+    out.rule("[bold]Keys[/]: per-resident envelope encryption, masking, crypto-shredding")
+    if settings.master_passphrase is None and settings.master_key is None:
+        out.print(f"[yellow]dev profile: keystore unlocked with the built-in demo passphrase {DEMO_PASSPHRASE!r}[/]")
+    protector = RecordProtector(open_key_service(settings, create=True), catalog)
+    registry = next(s for s in manifest.sources if s.dataset == "civil_affairs.vulnerable_person")
+    path = sources_dir / registry.location
+    codes = {label: code for code, label in CATEGORIES.items()}
+    records = []
+    erased_before = 0
+    started = time.perf_counter()
+    with path.open(encoding="utf-8", newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            values = {field: row[header] or None for header, field in _REGISTRY_FIELDS.items()}
+            if not values["id_number"] or not is_valid_id_number(values["id_number"]):
+                continue  # dirty rows are the connectors' dead letters (a later step of the demo)
+            values["category"] = codes[row["类别"]]
+            provenance = Provenance(
+                "civil_affairs", "civil-affairs-registry-drop", f"{path.name}:{line}", datetime.now(UTC)
+            )
+            try:
+                records.append(
+                    protector.protect("civil_affairs.vulnerable_person", row["登记编号"], 1, provenance, values)
+                )
+            except KeyShredded:
+                erased_before += 1  # erased residents are never taken in again
+    store.upsert(records)
+    elapsed = time.perf_counter() - started
+    status = protector.keys.status()
+    out.print(
+        f"Sealed {len(records):,} registry records under {status.data_keys:,} per-resident keys "
+        f"({status.suite}, KEK {status.kek_id} v{status.current_version}) in {elapsed:.2f} s"
+        + (f"; {erased_before} refused: resident erased earlier." if erased_before else ".")
+    )
+    sample = records[0]
+    table = Table(title=f"{sample.dataset_id} {sample.record_key}: default masks", title_justify="left")
+    table.add_column("field")
+    table.add_column("shown")
+    table.add_column("stored as")
+    sealed = set(protector.masked(sample)) - set(sample.clear_fields)
+    for field, shown in protector.masked(sample).items():
+        table.add_row(field, str(shown), "[red]ciphertext[/]" if field in sealed else "clear (non-personal)")
+    out.print(table)
+    receipt = protector.keys.shred(sample.subject_index)
+    erased = protector.reveal(sample)
+    gone = sum(isinstance(v, Erased) for v in erased.values())
+    out.print(
+        f"Crypto-shredded that resident: data key {receipt.dek_id[:12]}… destroyed at {receipt.shredded_at}; "
+        f"{gone} personal fields now read as erased, everywhere they were copied."
+    )

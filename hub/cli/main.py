@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from hub.cli import catalog
+from hub.cli import catalog, keys
 from hub.cli.console import err
 from hub.errors import HubError
 from hub.settings import get_settings
 from hub.synthetic.generate import DEFAULT_SEED
+from keys.errors import KeysError
 
 app = typer.Typer(
     help="hub: cross-agency data sharing that is provably lawful.",
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(catalog.app, name="catalog")
+app.add_typer(keys.app, name="keys")
 
 
 @app.command()
@@ -48,7 +50,7 @@ def serve(
 def main() -> None:
     try:
         app()
-    except HubError as error:
+    except (HubError, KeysError) as error:
         err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
 

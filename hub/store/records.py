@@ -146,15 +146,11 @@ class RecordStore:
     def get(self, dataset_id: str, record_key: str) -> ProtectedRecord | None:
         with Session(self.engine) as session:
             row = session.exec(
-                select(RecordRow).where(
-                    RecordRow.dataset_id == dataset_id, RecordRow.record_key == record_key
-                )
+                select(RecordRow).where(RecordRow.dataset_id == dataset_id, RecordRow.record_key == record_key)
             ).first()
         return None if row is None else _to_record(row)
 
-    def by_subject(
-        self, subject_index: bytes, datasets: Iterable[str] | None = None
-    ) -> list[ProtectedRecord]:
+    def by_subject(self, subject_index: bytes, datasets: Iterable[str] | None = None) -> list[ProtectedRecord]:
         """All live records whose subject has this blind index, optionally limited to some datasets."""
         query = select(RecordRow).where(
             RecordRow.subject_index == subject_index,

@@ -83,9 +83,7 @@ def build_rows(
 def write(rows: Sequence[dict[str, Any]], directory: Path, token: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / DATA_FILE
-    path.write_text(
-        json.dumps(list(rows), ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    path.write_text(json.dumps(list(rows), ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     (directory / TOKEN_FILE).write_text(token + "\n", encoding="utf-8")
     return path
 
@@ -105,9 +103,7 @@ def create_app(directory: Path) -> FastAPI:
     def list_incidents(
         page: Annotated[int, Query(ge=1)] = 1,
         page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
-        updated_since: Annotated[
-            str | None, Query(description="ISO 8601; items updated strictly after")
-        ] = None,
+        updated_since: Annotated[str | None, Query(description="ISO 8601; items updated strictly after")] = None,
     ) -> dict[str, Any]:
         selected = items
         if updated_since is not None:

@@ -78,9 +78,7 @@ def generate_sources(
 
     def note(agency: str, interface: str, path: Path, dataset: str, count: int, dirt: DirtLedger) -> None:
         summaries.append(
-            SourceSummary(
-                agency, interface, str(path.relative_to(directory)), dataset, count, len(dirt.entries)
-            )
+            SourceSummary(agency, interface, str(path.relative_to(directory)), dataset, count, len(dirt.entries))
         )
         dirt_entries.extend(dirt.entries)
 

@@ -86,16 +86,12 @@ def build_rows(
     serial = 0
     for resident in residents:
         low, high = _VISITS[resident.age_group]
-        pool = {AgeGroup.ELDERLY: _ELDERLY, AgeGroup.ADULT: _ADULT, AgeGroup.CHILD: _CHILD}[
-            resident.age_group
-        ]
+        pool = {AgeGroup.ELDERLY: _ELDERLY, AgeGroup.ADULT: _ADULT, AgeGroup.CHILD: _CHILD}[resident.age_group]
         for _ in range(rng.randint(low, high)):
             serial += 1
             department, code, diagnosis = rng.choice(pool)
             hospital = (
-                HOSPITALS[6]
-                if resident.age_group is AgeGroup.CHILD
-                else rng.choice(HOSPITALS[:6] + HOSPITALS[7:])
+                HOSPITALS[6] if resident.age_group is AgeGroup.CHILD else rng.choice(HOSPITALS[:6] + HOSPITALS[7:])
             )
             registered = as_of - timedelta(minutes=rng.randrange(30, 365 * 24 * 60))
             updated = min(registered + timedelta(hours=rng.randrange(1, 48)), as_of)

@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def write_table(
-    path: Path, schema: str, table: str, columns: Sequence[str], rows: Sequence[dict[str, object]]
-) -> Path:
+def write_table(path: Path, schema: str, table: str, columns: Sequence[str], rows: Sequence[dict[str, object]]) -> Path:
     """Recreate ``path`` from scratch with ``schema`` and insert ``rows`` into ``table`` in order."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)

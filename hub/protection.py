@@ -1,0 +1,142 @@
+"""The encryption boundary: records in clear on one side, :class:`ProtectedRecord` on the other.
+
+Connectors call :meth:`RecordProtector.protect` before anything reaches the bus; releases call
+:meth:`RecordProtector.reveal` after policy allows it. Every personal field (catalog class other than
+``none``) is sealed under the subject's own data key, bound to (dataset, record key, field); the subject
+is findable only through the blind index of their ID number, the same in every agency's dataset.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hub.catalog import Catalog, DatasetDefinition
+from hub.errors import HubError
+from hub.identifiers import IdentifierError, normalise_id_number
+from hub.settings import Settings
+from hub.store.records import ProtectedRecord, Provenance
+from keys.deks import create_keys_engine
+from keys.errors import KeyShredded
+from keys.keystore import Keystore, parse_master_key
+from keys.masking import Masker, MaskType
+from keys.service import KeyService
+from keys.suites import Suite
+
+SUBJECT_INDEX_FAMILY = "id_number"
+DEMO_PASSPHRASE = "hub-demo-only-passphrase"  # noqa: S105 - documented dev-profile default, refused in production
+
+
+class ProtectionError(HubError):
+    """A record cannot be protected (for instance its subject ID is missing or invalid)."""
+
+
+def open_key_service(settings: Settings, *, create: bool = False) -> KeyService:
+    """Unlock the configured keystore; fail closed with one clear line when it cannot be opened."""
+    passphrase = settings.master_passphrase.get_secret_value() if settings.master_passphrase else None
+    master = parse_master_key(settings.master_key.get_secret_value()) if settings.master_key else None
+    if passphrase is None and master is None and settings.profile == "dev":
+        passphrase = DEMO_PASSPHRASE
+    path = settings.effective_keystore_path
+    if create and not path.exists():
+        keystore = Keystore.create(path, passphrase=passphrase, master_key=master, suite=Suite[settings.key_suite])
+    else:
+        keystore = Keystore.open(path, passphrase=passphrase, master_key=master)
+    return KeyService(keystore, create_keys_engine(settings.effective_keys_database_url))
+
+
+@dataclass(frozen=True)
+class Erased:
+    """A field whose subject was crypto-shredded: the value no longer exists anywhere."""
+
+    reason: str = "erased (crypto-shredded)"
+
+
+def _encode_sealed(sealed: Mapping[str, bytes]) -> bytes:
+    return json.dumps({k: base64.b64encode(v).decode("ascii") for k, v in sealed.items()}, sort_keys=True).encode()
+
+
+def decode_sealed(blob: bytes) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in json.loads(blob).items()}
+
+
+class RecordProtector:
+    """Seals and reveals whole records according to the catalog."""
+
+    def __init__(self, keys: KeyService, catalog: Catalog) -> None:
+        self.keys = keys
+        self.catalog = catalog
+        self.masker = Masker(keys.keystore.secret("mask:hash"), keys.suite)
+
+    def subject_index(self, id_number: str) -> bytes:
+        return self.keys.blind_index(SUBJECT_INDEX_FAMILY, normalise_id_number(id_number))
+
+    def _subject(self, dataset: DatasetDefinition, values: Mapping[str, Any]) -> bytes:
+        raw = values.get(dataset.subject_field)
+        if not raw:
+            raise ProtectionError(f"{dataset.id}: subject field {dataset.subject_field} is empty")
+        try:
+            return self.subject_index(str(raw))
+        except IdentifierError as error:
+            raise ProtectionError(f"{dataset.id}.{dataset.subject_field}: {error}") from None
+
+    def protect(
+        self,
+        dataset_id: str,
+        record_key: str,
+        version: int,
+        provenance: Provenance,
+        values: Mapping[str, Any],
+        *,
+        deleted: bool = False,
+    ) -> ProtectedRecord:
+        dataset = self.catalog.dataset(dataset_id)
+        subject = self._subject(dataset, values)
+        key = self.keys.key_for_subject(subject)
+        clear: dict[str, Any] = {}
+        sealed: dict[str, bytes] = {}
+        for field in dataset.fields:
+            if field.name not in values or values[field.name] is None:
+                continue
+            if field.is_personal:
+                plaintext = json.dumps(values[field.name], ensure_ascii=False).encode("utf-8")
+                sealed[field.name] = self.keys.seal(key, plaintext, dataset_id, record_key, field.name)
+            else:
+                clear[field.name] = values[field.name]
+        unknown = set(values) - {f.name for f in dataset.fields}
+        if unknown:
+            raise ProtectionError(f"{dataset_id}: fields not in the catalog: {', '.join(sorted(unknown))}")
+        return ProtectedRecord(
+            dataset_id=dataset_id,
+            record_key=record_key,
+            version=version,
+            provenance=provenance,
+            subject_index=subject,
+            clear_fields=clear,
+            sealed_fields=_encode_sealed(sealed),
+            deleted=deleted,
+        )
+
+    def reveal(self, record: ProtectedRecord, fields: set[str] | None = None) -> dict[str, Any]:
+        """Decrypt the personal fields asked for (all by default); erased subjects give :class:`Erased`."""
+        values: dict[str, Any] = dict(record.clear_fields)
+        for name, blob in decode_sealed(record.sealed_fields).items():
+            if fields is not None and name not in fields:
+                continue
+            try:
+                values[name] = json.loads(self.keys.unseal(blob, record.dataset_id, record.record_key, name))
+            except KeyShredded:
+                values[name] = Erased()
+        return values
+
+    def masked(self, record: ProtectedRecord) -> dict[str, Any]:
+        """Every field with its catalog default mask applied (non-personal fields as they are)."""
+        dataset = self.catalog.dataset(record.dataset_id)
+        shown: dict[str, Any] = {}
+        for name, value in self.reveal(record).items():
+            mask = dataset.field(name).mask
+            shown[name] = value if isinstance(value, Erased) or mask is MaskType.NONE else self.masker.mask(mask, value)
+        return shown

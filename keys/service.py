@@ -1,0 +1,447 @@
+"""The keys facade: per-subject field encryption, blind indexes, shredding and rotation.
+
+The hot path is ``seal`` with a :class:`DataKey` the caller already holds: one random nonce, one
+header concatenation and one AEAD call, so the envelope costs little over the raw primitive
+(``bench/keys.py`` measures it). Unwrapped DEKs are cached per process for at most ``cache_ttl``
+seconds; shredding evicts at once here and, in other processes, within that bound.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidTag
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from keys.ciphertext import (
+    DEK_ID_SIZE,
+    KEK_LEN_OFFSET,
+    MAGIC_V1,
+    FieldContext,
+    encode_context,
+    field_context,
+    field_prefix,
+    header_prefix,
+    parse,
+)
+from keys.deks import dek_table
+from keys.errors import DecryptionError, KeyInUse, KeyShredded, KeystoreUnavailable
+from keys.keystore import Keystore
+from keys.normalise import CANONICAL_FORMS
+from keys.suites import NONCE_SIZE, TAG_SIZE, Aead, Suite, aead_for, mac
+
+REWRAP_BATCH = 1000
+_DEK_AT = KEK_LEN_OFFSET + 1
+_NONCE_AT = _DEK_AT + DEK_ID_SIZE  # plus the KEK id's length
+_MIN_SEALED = _NONCE_AT + NONCE_SIZE + TAG_SIZE
+_monotonic = time.monotonic
+_LENGTHS = [n.to_bytes(2, "big") for n in range(256)]
+
+
+class DataKey:
+    """An unwrapped DEK, ready to seal. Its repr names the key id, never the key."""
+
+    __slots__ = ("_aead", "_prefix", "dek_id", "expires", "suite", "suite_id")
+
+    def __init__(self, dek_id: bytes, suite: Suite, aead: Aead, prefix: bytes, ttl: float) -> None:
+        self.dek_id = dek_id
+        self.suite = suite
+        self.suite_id = int(suite)
+        self._aead = aead
+        self._prefix = prefix
+        self.expires = time.monotonic() + ttl
+
+    def __repr__(self) -> str:
+        return f"DataKey(id={self.dek_id.hex()[:12]}…, suite={self.suite.label})"
+
+    def seal(self, plaintext: bytes, context: bytes) -> bytes:
+        nonce = secrets.token_bytes(NONCE_SIZE)
+        header = self._prefix + nonce
+        return header + self._aead.encrypt(nonce, plaintext, header + context)
+
+    def open(self, nonce: bytes, body: bytes, associated_data: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(nonce, body, associated_data)
+        except InvalidTag:
+            raise DecryptionError("ciphertext: authentication failed (altered, or bound to another context)") from None
+
+
+@dataclass(frozen=True)
+class ShredReceipt:
+    """What shredding destroyed: an audit-log fact without personal data."""
+
+    dek_id: str
+    kek_id: str
+    kek_version: int
+    shredded_at: str
+    wrapped_copies_destroyed: int
+    process_cache_evicted: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class RotationReport:
+    kek_id: str
+    old_version: int
+    new_version: int
+    rewrapped: int
+
+
+@dataclass(frozen=True)
+class KekVersionStatus:
+    version: int
+    created_at: str
+    retired_at: str | None
+    current: bool
+    data_keys: int
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    suite: str
+    kek_id: str
+    current_version: int
+    versions: list[KekVersionStatus]
+    data_keys: int
+    shredded: int
+    last_rotation: str | None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _wrap_context(dek_id: bytes, suite: Suite) -> bytes:
+    return encode_context("dek", dek_id.hex(), suite.name)
+
+
+class KeyService:
+    """Keys for one hub: a KEK provider (the keystore) and the table of wrapped DEKs."""
+
+    def __init__(
+        self, keystore: Keystore, engine: Engine, *, cache_ttl: float = 30.0, cache_size: int = 200_000
+    ) -> None:
+        self.keystore = keystore
+        self.engine = engine
+        self.suite = keystore.suite
+        self.cache_ttl = cache_ttl
+        self.cache_size = cache_size
+        # Plain dicts keep insertion order, so the oldest entry is evicted first; they are faster to
+        # read than OrderedDict on the hot path.
+        self._by_id: dict[bytes, DataKey] = {}
+        self._by_subject: dict[bytes, bytes] = {}
+        self._lock = threading.Lock()
+        self._index_keys: dict[str, bytes] = {}
+        self._prefixes: dict[tuple[str, str], bytes] = {}
+
+    def __repr__(self) -> str:
+        return f"KeyService({self.keystore!r}, cached_keys={len(self._by_id)})"
+
+    # -- caching -------------------------------------------------------------------------------------
+
+    def _cached(self, dek_id: bytes) -> DataKey | None:
+        key = self._by_id.get(dek_id)
+        if key is not None and time.monotonic() > key.expires:
+            with self._lock:
+                self._by_id.pop(dek_id, None)
+            return None
+        return key
+
+    def _remember(self, key: DataKey, subject_ref: bytes | None) -> None:
+        with self._lock:
+            self._by_id[key.dek_id] = key
+            if subject_ref is not None:
+                self._by_subject[subject_ref] = key.dek_id
+            while len(self._by_id) > self.cache_size:
+                del self._by_id[next(iter(self._by_id))]
+
+    def _forget(self, dek_id: bytes, subject_ref: bytes | None) -> bool:
+        with self._lock:
+            had = self._by_id.pop(dek_id, None) is not None
+            if subject_ref is not None:
+                self._by_subject.pop(subject_ref, None)
+        return had
+
+    # -- data keys -----------------------------------------------------------------------------------
+
+    def _load(self, row: dict[str, object]) -> DataKey:
+        dek_id = bytes(row["dek_id"])  # type: ignore[call-overload]
+        suite = Suite(int(row["suite"]))  # type: ignore[call-overload]
+        if row["wrapped"] is None:
+            raise KeyShredded(f"data key {dek_id.hex()[:12]}… was shredded at {row['shredded_at']}; the data is erased")
+        material = self.keystore.unwrap(
+            int(row["kek_version"]),  # type: ignore[call-overload]
+            bytes(row["wrapped"]),  # type: ignore[call-overload]
+            _wrap_context(dek_id, suite),
+        )
+        prefix = header_prefix(suite, str(row["kek_id"]), int(row["kek_version"]), dek_id)  # type: ignore[call-overload]
+        return DataKey(dek_id, suite, aead_for(suite, material), prefix, self.cache_ttl)
+
+    def _select(self, **where: bytes) -> dict[str, object] | None:
+        query = select(dek_table)
+        for column, value in where.items():
+            query = query.where(dek_table.c[column] == value)
+        try:
+            with self.engine.connect() as connection:
+                row = connection.execute(query).mappings().first()
+        except OperationalError:
+            raise KeystoreUnavailable("the keys database is unreachable") from None
+        return None if row is None else dict(row)
+
+    def key_for_subject(self, subject_ref: bytes) -> DataKey:
+        """The subject's DEK, created on first use. Raises KeyShredded for an erased subject."""
+        dek_id = self._by_subject.get(subject_ref)
+        if dek_id is not None:
+            cached = self._cached(dek_id)
+            if cached is not None:
+                return cached
+        row = self._select(subject_ref=subject_ref)
+        if row is None:
+            row = self._create(subject_ref)
+        key = self._load(row)
+        self._remember(key, subject_ref)
+        return key
+
+    def _create(self, subject_ref: bytes) -> dict[str, object]:
+        dek_id = secrets.token_bytes(DEK_ID_SIZE)
+        material = secrets.token_bytes(self.suite.key_size)
+        version, wrapped = self.keystore.wrap(material, _wrap_context(dek_id, self.suite))
+        row: dict[str, object] = {
+            "dek_id": dek_id,
+            "subject_ref": subject_ref,
+            "suite": int(self.suite),
+            "kek_id": self.keystore.kek_id,
+            "kek_version": version,
+            "wrapped": wrapped,
+            "created_at": _now(),
+            "shredded_at": None,
+        }
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(dek_table).values(**row))
+        except IntegrityError:  # another process created this subject's key first: use theirs
+            existing = self._select(subject_ref=subject_ref)
+            if existing is None:
+                raise
+            return existing
+        except OperationalError:
+            raise KeystoreUnavailable("the keys database is unreachable") from None
+        return row
+
+    def _key_by_id(self, dek_id: bytes) -> DataKey:
+        cached = self._cached(dek_id)
+        if cached is not None:
+            return cached
+        row = self._select(dek_id=dek_id)
+        if row is None:
+            raise DecryptionError("ciphertext: names a data key this hub never had")
+        key = self._load(row)
+        self._remember(key, None)
+        return key
+
+    # -- sealing ---------------------------------------------------------------------------------------
+
+    def seal(self, key: DataKey, plaintext: bytes, dataset: str, record_key: str, field: str) -> bytes:
+        """Seal one field value, bound to where it lives."""
+        return key.seal(plaintext, field_context(dataset, record_key, field))
+
+    def unseal(self, blob: bytes, dataset: str, record_key: str, field: str) -> bytes:
+        """Open one field value sealed for exactly this (dataset, record, field)."""
+        # Fast path, inlined because it runs once per revealed field: the whole header is associated
+        # data, so the tag check covers every header byte and only offsets are read here. Anything
+        # unusual (cache miss, expiry, odd header) takes the full parser in unseal_with.
+        # The suite byte and the lengths need no check of their own here: the DEK's own AEAD opens
+        # the body with the whole header as associated data, so any altered byte fails the tag, and
+        # a body shorter than a tag fails it too.
+        if blob[:3] == MAGIC_V1 and len(blob) > _MIN_SEALED:
+            nonce_at = blob[KEK_LEN_OFFSET] + _NONCE_AT
+            key = self._by_id.get(blob[nonce_at - DEK_ID_SIZE : nonce_at])
+            if key is not None and _monotonic() <= key.expires:
+                prefix = self._prefixes.get((dataset, field))
+                if prefix is None:
+                    prefix = self._prefixes.setdefault((dataset, field), field_prefix(dataset, field))
+                record = record_key.encode()
+                body_at = nonce_at + NONCE_SIZE
+                size = len(record)
+                length = _LENGTHS[size] if size < 256 else size.to_bytes(2, "big")
+                try:
+                    return key._aead.decrypt(
+                        blob[nonce_at:body_at],
+                        blob[body_at:],
+                        b"".join((blob[:body_at], prefix, length, record)),
+                    )
+                except InvalidTag:
+                    raise DecryptionError(
+                        "ciphertext: authentication failed (altered, or bound to another context)"
+                    ) from None
+        return self.unseal_with(blob, field_context(dataset, record_key, field))
+
+    def seal_with(self, key: DataKey, plaintext: bytes, context: FieldContext | bytes) -> bytes:
+        """Seal under any context (dead letters, exports): bytes from :func:`encode_context`."""
+        return key.seal(plaintext, context.encode() if isinstance(context, FieldContext) else context)
+
+    def unseal_with(self, blob: bytes, context: FieldContext | bytes) -> bytes:
+        if isinstance(context, FieldContext):
+            context = context.encode()
+        parsed = parse(blob)
+        key = self._key_by_id(parsed.dek_id)
+        if parsed.suite is not key.suite:
+            raise DecryptionError("ciphertext: suite does not match its data key")
+        return key.open(parsed.nonce, parsed.body, parsed.header + context)
+
+    # -- blind indexes and pseudonyms --------------------------------------------------------------------
+
+    def blind_index(self, family: str, value: str, form: str = "id_number") -> bytes:
+        """Keyed MAC of the canonical form of ``value``, under the family's own key.
+
+        Families are per kind of identifier, not per dataset, on purpose: the same resident's ID number
+        must give the same index in the police, health and civil-affairs datasets.
+        """
+        key = self._index_keys.get(family)
+        if key is None:
+            key = self.keystore.secret(f"index:{family}")
+            self._index_keys[family] = key
+        return mac(self.suite, key, CANONICAL_FORMS[form](value).encode("utf-8"))
+
+    # -- shredding -------------------------------------------------------------------------------------
+
+    def shred(self, subject_ref: bytes) -> ShredReceipt:
+        """Destroy the subject's DEK so every copy of their data, anywhere, stays ciphertext forever."""
+        now = _now()
+        with self.engine.begin() as connection:
+            row = connection.execute(select(dek_table).where(dek_table.c.subject_ref == subject_ref)).mappings().first()
+            if row is None:
+                # Erasure before any data arrived: a tombstone refuses keys for this subject from now on.
+                dek_id = secrets.token_bytes(DEK_ID_SIZE)
+                connection.execute(
+                    insert(dek_table).values(
+                        dek_id=dek_id,
+                        subject_ref=subject_ref,
+                        suite=int(self.suite),
+                        kek_id=self.keystore.kek_id,
+                        kek_version=self.keystore.current_kek_version,
+                        wrapped=None,
+                        created_at=now,
+                        shredded_at=now,
+                    )
+                )
+                destroyed, kek_version = 0, self.keystore.current_kek_version
+            else:
+                dek_id = bytes(row["dek_id"])
+                destroyed = 0 if row["wrapped"] is None else 1
+                kek_version = int(row["kek_version"])
+                connection.execute(
+                    update(dek_table)
+                    .where(dek_table.c.dek_id == dek_id)
+                    .values(wrapped=None, shredded_at=row["shredded_at"] or now)
+                )
+        note = self._purge_old_versions()
+        evicted = self._forget(dek_id, subject_ref)
+        return ShredReceipt(
+            dek_id=dek_id.hex(),
+            kek_id=self.keystore.kek_id,
+            kek_version=kek_version,
+            shredded_at=now,
+            wrapped_copies_destroyed=destroyed,
+            process_cache_evicted=evicted,
+            note=note,
+        )
+
+    def _purge_old_versions(self) -> str:
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            return "sqlite: secure_delete zeroed the freed page and the WAL was checkpointed"
+        return (
+            "postgresql: the old row version persists until VACUUM reuses it; rotate and retire the KEK "
+            "version to make any lingering or backed-up copy unreadable"
+        )
+
+    # -- rotation ---------------------------------------------------------------------------------------
+
+    def rotate(self) -> RotationReport:
+        """New KEK version; every live DEK rewrapped under it. Data ciphertexts are untouched."""
+        old = self.keystore.current_kek_version
+        new = self.keystore.add_kek_version()
+        return RotationReport(self.keystore.kek_id, old, new, self.rewrap())
+
+    def rewrap(self) -> int:
+        current = self.keystore.current_kek_version
+        total = 0
+        while True:
+            with self.engine.begin() as connection:
+                rows = (
+                    connection.execute(
+                        select(dek_table)
+                        .where(dek_table.c.wrapped.is_not(None), dek_table.c.kek_version != current)
+                        .limit(REWRAP_BATCH)
+                    )
+                    .mappings()
+                    .all()
+                )
+                for row in rows:
+                    dek_id, suite = bytes(row["dek_id"]), Suite(int(row["suite"]))
+                    context = _wrap_context(dek_id, suite)
+                    material = self.keystore.unwrap(int(row["kek_version"]), bytes(row["wrapped"]), context)
+                    version, wrapped = self.keystore.wrap(material, context)
+                    connection.execute(
+                        update(dek_table)
+                        .where(dek_table.c.dek_id == dek_id)
+                        .values(wrapped=wrapped, kek_version=version)
+                    )
+            total += len(rows)
+            if len(rows) < REWRAP_BATCH:
+                break
+        with self._lock:
+            self._by_id.clear()
+            self._by_subject.clear()
+        return total
+
+    def retire(self, version: int) -> None:
+        """Destroy a KEK version, refused while any live DEK is still wrapped under it."""
+        with self.engine.connect() as connection:
+            using = connection.execute(
+                select(func.count())
+                .select_from(dek_table)
+                .where(dek_table.c.kek_version == version, dek_table.c.wrapped.is_not(None))
+            ).scalar_one()
+        if using:
+            raise KeyInUse(f"KEK {self.keystore.kek_id} version {version} still wraps {using} data keys; run rotate")
+        self.keystore.retire_kek_version(version)
+
+    def status(self) -> KeyStatus:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(dek_table.c.kek_version, func.count())
+                .where(dek_table.c.wrapped.is_not(None))
+                .group_by(dek_table.c.kek_version)
+            ).all()
+            counts: dict[int, int] = {int(version): int(count) for version, count in rows}
+            shredded = connection.execute(
+                select(func.count()).select_from(dek_table).where(dek_table.c.wrapped.is_(None))
+            ).scalar_one()
+        versions = [
+            KekVersionStatus(
+                version=v.version,
+                created_at=v.created_at.isoformat(),
+                retired_at=v.retired_at.isoformat() if v.retired_at else None,
+                current=v.current,
+                data_keys=counts.get(v.version, 0),
+            )
+            for v in self.keystore.kek_versions()
+        ]
+        last = self.keystore.last_rotation
+        return KeyStatus(
+            suite=self.suite.label,
+            kek_id=self.keystore.kek_id,
+            current_version=self.keystore.current_kek_version,
+            versions=versions,
+            data_keys=sum(counts.values()),
+            shredded=int(shredded),
+            last_rotation=last.isoformat() if last else None,
+        )

@@ -1,0 +1,42 @@
+"""One way to open a SQLite or PostgreSQL engine, shared by the keys database and the hub's store.
+
+It sits in ``keys`` because ``keys`` is the lowest layer (it imports nothing from ``hub``); the
+settings each caller adds are passed in, since the keys database wants ``secure_delete`` and the store
+does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000")
+
+
+def create_sql_engine(url: str, extra_sqlite_pragmas: Sequence[str] = ()) -> Engine:
+    """An engine for a sqlite: or postgresql: URL; SQLite files get their folder, WAL mode and pragmas."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        pragmas = (*SQLITE_PRAGMAS, *extra_sqlite_pragmas)
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            for pragma in pragmas:
+                cursor.execute(f"PRAGMA {pragma}")
+            cursor.close()
+
+        event.listen(engine, "connect", on_connect)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True)
+    raise ValueError(f"unsupported database {backend!r}: expected sqlite or postgresql")
