@@ -1,0 +1,236 @@
+"""The audit log: a single-writer sequencer over append-only tables, a Merkle tree and signed checkpoints.
+
+``append`` returns only after the entry is committed (callers that release data wait for it: no
+audit entry, no data). Appends from many threads are queued to one writer thread, which commits
+whatever is waiting (up to ``max_batch``) in one transaction, so throughput grows with concurrency
+while a lone append pays one commit. Several processes may share one database: each writer takes the
+table lock (PostgreSQL) or relies on the contiguity trigger (SQLite), catches up on entries written by
+others, and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from audit import storage
+from audit.entries import Entry, EntryDraft, seal_entry
+from audit.merkle import MerkleTree, leaf_hash
+from audit.note import Checkpoint, NoteSigner
+
+MAX_BATCH = 256
+_STOP = object()
+
+
+class AuditUnavailable(RuntimeError):
+    """The audit log cannot record entries; callers must not release data."""
+
+
+class TamperedLog(RuntimeError):
+    """Stored entries do not match their stored leaf hashes."""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    draft: EntryDraft
+    future: Future[Entry]
+
+
+class AuditLog:
+    def __init__(self, engine: Engine, signer: NoteSigner, origin: str, *, max_batch: int = MAX_BATCH) -> None:
+        self.engine = engine
+        self.signer = signer
+        self.origin = origin
+        self.max_batch = max_batch
+        storage.install(engine)
+        self.tree = MerkleTree()
+        self._tree_lock = threading.Lock()
+        self._catch_up(verify=True)
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._closed = False
+        self._writer = threading.Thread(target=self._run, name="audit-sequencer", daemon=True)
+        self._writer.start()
+
+    # -- loading ---------------------------------------------------------------------------------------
+
+    def _catch_up(self, verify: bool = False, connection: Connection | None = None) -> None:
+        """Take entries written by other processes into the tree (all of them, verified, on open)."""
+        query = select(storage.entries.c.seq, storage.entries.c.leaf_hash, storage.entries.c.body)
+        query = query.where(storage.entries.c.seq >= self.tree.size).order_by(storage.entries.c.seq)
+        with contextlib.ExitStack() as stack:
+            conn = connection if connection is not None else stack.enter_context(self.engine.connect())
+            for seq, hashed, body in conn.execute(query):
+                if seq != self.tree.size:
+                    raise TamperedLog(f"audit_entry: sequence gap at {self.tree.size}")
+                if verify and leaf_hash(bytes(body)) != bytes(hashed):
+                    raise TamperedLog(f"audit_entry {seq}: body does not match its leaf hash")
+                self.tree.append(bytes(hashed))
+
+    # -- appending -------------------------------------------------------------------------------------
+
+    def submit(self, draft: EntryDraft) -> Future[Entry]:
+        if self._closed:
+            raise AuditUnavailable("the audit log is closed")
+        future: Future[Entry] = Future()
+        self._queue.put(_Pending(draft, future))
+        return future
+
+    def append(self, draft: EntryDraft, timeout: float = 30.0) -> Entry:
+        """Record ``draft`` durably and return the sealed entry; raises AuditUnavailable otherwise."""
+        return self.submit(draft).result(timeout)
+
+    async def append_async(self, draft: EntryDraft) -> Entry:
+        return await asyncio.wrap_future(self.submit(draft))
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit([p for p in batch if isinstance(p, _Pending)])
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        attempts = 5
+        for _ in range(attempts):
+            try:
+                sealed = self._write(batch)
+            except IntegrityError:
+                # Another process appended first: take its entries into the tree, then try again.
+                with self._tree_lock:
+                    self._catch_up()
+                continue
+            except DBAPIError as error:
+                failure = AuditUnavailable(f"audit log unavailable: {type(error.orig).__name__}")
+                for pending in batch:
+                    pending.future.set_exception(failure)
+                return
+            for pending, entry in zip(batch, sealed, strict=True):
+                pending.future.set_result(entry)
+            return
+        failure = AuditUnavailable(f"audit log: could not sequence after {attempts} attempts")
+        for pending in batch:
+            pending.future.set_exception(failure)
+
+    def _write(self, batch: list[_Pending]) -> list[Entry]:
+        with self._tree_lock:
+            with self.engine.begin() as connection:
+                if self.engine.dialect.name == "postgresql":
+                    # Serialises writers of all processes; then number after whatever they committed.
+                    connection.execute(text("LOCK TABLE audit_entry IN EXCLUSIVE MODE"))
+                    self._catch_up(connection=connection)
+                base = self.tree.size
+                now = datetime.now(UTC)
+                sealed = [seal_entry(p.draft, base + i, now) for i, p in enumerate(batch)]
+                bodies = [e.canonical() for e in sealed]
+                hashes = [leaf_hash(b) for b in bodies]
+                rows = [
+                    {"seq": e.seq, "leaf_hash": h, "body": b} for e, h, b in zip(sealed, hashes, bodies, strict=True)
+                ]
+                connection.execute(insert(storage.entries), rows)
+            # Committed: only now does the tree grow, so it never holds an entry the database lacks.
+            for hashed in hashes:
+                self.tree.append(hashed)
+        return sealed
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+            self._writer.join(30)
+
+    # -- reading and proving ---------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        with self._tree_lock:
+            self._catch_up()
+            return self.tree.size
+
+    def bodies(self, start: int, end: int) -> Iterator[bytes]:
+        query = (
+            select(storage.entries.c.body)
+            .where(storage.entries.c.seq >= start, storage.entries.c.seq < end)
+            .order_by(storage.entries.c.seq)
+        )
+        with self.engine.connect() as connection:
+            for (body,) in connection.execution_options(yield_per=10_000).execute(query):
+                yield bytes(body)
+
+    def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
+        with self._tree_lock:
+            return self.tree.inclusion_proof(seq, size)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        with self._tree_lock:
+            return self.tree.consistency_proof(size1, size2)
+
+    def root(self, size: int) -> bytes:
+        with self._tree_lock:
+            return self.tree.root(size)
+
+    # -- checkpoints -----------------------------------------------------------------------------------
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        query = select(storage.checkpoints.c.id, storage.checkpoints.c.note).order_by(storage.checkpoints.c.id.desc())
+        with self.engine.connect() as connection:
+            row = connection.execute(query.limit(1)).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def checkpoint(self, force: bool = False) -> str:
+        """Sign and store a checkpoint of the current tree, if it grew since the last one (or if forced)."""
+        with self._tree_lock:
+            self._catch_up()
+            size, root = self.tree.size, self.tree.root()
+        latest = self.latest_checkpoint()
+        if latest is not None and not force:
+            from audit.note import split_note
+
+            body, _ = split_note(latest[1])
+            if Checkpoint.parse(body).size == size:
+                return latest[1]
+        body = Checkpoint(self.origin, size, root).body()
+        note = body + "\n" + self.signer.signature_line(body)
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(storage.checkpoints).values(
+                    size=size, root=root, note=note, created_at=datetime.now(UTC).isoformat(timespec="seconds")
+                )
+            )
+        return note
+
+    def checkpoint_sizes(self) -> list[int]:
+        with self.engine.connect() as connection:
+            return sorted({int(s) for (s,) in connection.execute(select(storage.checkpoints.c.size))})
+
+    def add_cosignature(self, checkpoint_id: int, witness: str, line: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(storage.cosignatures).values(
+                    checkpoint_id=checkpoint_id,
+                    witness=witness,
+                    line=line,
+                    created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                )
+            )

@@ -1,0 +1,89 @@
+"""Append-only tables for entries, checkpoints and cosignatures, on SQLite and PostgreSQL.
+
+Triggers reject UPDATE, DELETE and (PostgreSQL) TRUNCATE, and require contiguous sequence numbers.
+On PostgreSQL the triggers are ``ENABLE ALWAYS``: an ordinary trigger does not fire under
+``session_replication_role = replica``, which a superuser could set to slip past it. What triggers
+cannot stop (DROP TABLE, a superuser disabling them, editing the SQLite file) the Merkle tree and
+signed checkpoints detect: see docs/audit.md.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Engine, Integer, LargeBinary, MetaData, String, Table, Text, text
+
+metadata = MetaData()
+
+entries = Table(
+    "audit_entry",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)
+checkpoints = Table(
+    "audit_checkpoint",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("size", BigInteger, nullable=False, index=True),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+cosignatures = Table(
+    "audit_cosignature",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("checkpoint_id", Integer, nullable=False, index=True),
+    Column("witness", String(200), nullable=False),
+    Column("line", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+PROTECTED = ("audit_entry", "audit_checkpoint", "audit_cosignature")
+
+_SQLITE = [
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op.lower()} BEFORE {op} ON {t} "
+        f"BEGIN SELECT RAISE(ABORT, '{t} is append-only: {op} refused'); END"
+        for t in PROTECTED
+        for op in ("UPDATE", "DELETE")
+    ),
+    "CREATE TRIGGER IF NOT EXISTS audit_entry_contiguous BEFORE INSERT ON audit_entry "
+    "WHEN NEW.seq != COALESCE((SELECT MAX(seq) FROM audit_entry), -1) + 1 "
+    "BEGIN SELECT RAISE(ABORT, 'audit_entry sequence numbers must be contiguous'); END",
+]
+
+_POSTGRES = [
+    """CREATE OR REPLACE FUNCTION audit_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP; END $$""",
+    """CREATE OR REPLACE FUNCTION audit_contiguous() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.seq <> COALESCE((SELECT max(seq) FROM audit_entry), -1) + 1 THEN
+        RAISE EXCEPTION 'audit_entry sequence numbers must be contiguous';
+      END IF;
+      RETURN NEW;
+    END $$""",
+    *(
+        stmt
+        for t in PROTECTED
+        for stmt in (
+            f"CREATE OR REPLACE TRIGGER {t}_no_change BEFORE UPDATE OR DELETE ON {t} "
+            "FOR EACH ROW EXECUTE FUNCTION audit_refuse()",
+            f"CREATE OR REPLACE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse()",
+            f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER {t}_no_change",
+            f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER {t}_no_truncate",
+        )
+    ),
+    "CREATE OR REPLACE TRIGGER audit_entry_contiguous BEFORE INSERT ON audit_entry "
+    "FOR EACH ROW EXECUTE FUNCTION audit_contiguous()",
+    "ALTER TABLE audit_entry ENABLE ALWAYS TRIGGER audit_entry_contiguous",
+]
+
+
+def install(engine: Engine) -> None:
+    """Create the tables and their guard triggers (idempotent)."""
+    metadata.create_all(engine)
+    statements = _POSTGRES if engine.dialect.name == "postgresql" else _SQLITE
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))

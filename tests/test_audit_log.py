@@ -1,0 +1,154 @@
+"""The audit log's storage, sequencer and checkpoints, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from audit.entries import Actor, Decision, EntryDraft
+from audit.log import AuditLog, TamperedLog
+from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
+from audit.note import Checkpoint, NoteSigner, verify_note
+from keys.sql import create_sql_engine
+
+ORIGIN = "hub.test/audit"
+DRAFT = EntryDraft(
+    type="access.decision",
+    actor=Actor(agency="police", principal="P-0042", role="investigator"),
+    purpose="missing_person",
+    case="CASE-2026-0001",
+    dataset="civil_affairs.vulnerable_person",
+    subject="ab" * 32,
+    decision=Decision(result="permit", policy="need_to_know.v1", reasons=("assigned to case",)),
+)
+
+
+@pytest.fixture
+def log(database_url: str) -> Iterator[AuditLog]:
+    audit = AuditLog(create_sql_engine(database_url), NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN)
+    yield audit
+    audit.close()
+
+
+def test_appends_are_durable_contiguous_and_canonical(log: AuditLog) -> None:
+    entries = [log.append(DRAFT) for _ in range(5)]
+    assert [e.seq for e in entries] == [0, 1, 2, 3, 4]
+    bodies = list(log.bodies(0, 5))
+    assert bodies[2] == entries[2].canonical()
+    assert bodies[0].startswith(b'{"actor":{"agency":"police"')  # RFC 8785: sorted keys, no spaces
+    assert b"\n" not in bodies[0]
+
+
+def test_concurrent_appenders_get_unique_contiguous_numbers(log: AuditLog) -> None:
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(50):
+            seq = log.append(DRAFT).seq
+            with lock:
+                results.append(seq)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(800))
+    assert log.size == 800
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_entry SET body = body WHERE seq = 1",
+        "DELETE FROM audit_entry WHERE seq = 2",
+        "DELETE FROM audit_entry",
+        "INSERT INTO audit_entry (seq, leaf_hash, body) VALUES (7, '\\x00', '\\x00')",
+        "UPDATE audit_checkpoint SET size = 0",
+        "DELETE FROM audit_checkpoint",
+    ],
+)
+def test_tampering_statements_fail(log: AuditLog, statement: str) -> None:
+    for _ in range(3):
+        log.append(DRAFT)
+    log.checkpoint()
+    if log.engine.dialect.name == "sqlite":
+        statement = statement.replace("'\\x00'", "x'00'")
+    with pytest.raises(DBAPIError, match=r"append-only|contiguous"), log.engine.begin() as connection:
+        connection.execute(text(statement))
+    assert log.size == 3
+
+
+def test_postgres_triggers_survive_replica_mode_and_truncate(postgres_url: str) -> None:
+    audit = AuditLog(create_sql_engine(postgres_url), NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN)
+    audit.append(DRAFT)
+    for statement in ("TRUNCATE audit_entry", "TRUNCATE audit_checkpoint"):
+        with pytest.raises(DBAPIError, match="append-only"), audit.engine.begin() as connection:
+            connection.execute(text(statement))
+    with pytest.raises(DBAPIError, match="append-only"), audit.engine.begin() as connection:
+        connection.execute(text("SET session_replication_role = replica"))
+        connection.execute(text("DELETE FROM audit_entry"))
+    audit.close()
+
+
+def test_checkpoints_are_signed_and_proofs_verify(log: AuditLog) -> None:
+    for _ in range(10):
+        log.append(DRAFT)
+    first = Checkpoint.parse(verify_note(log.checkpoint(), log.signer.verifier))
+    assert log.checkpoint() == log.checkpoint()  # no new checkpoint while the tree did not grow
+    for _ in range(7):
+        log.append(DRAFT)
+    second = Checkpoint.parse(verify_note(log.checkpoint(), log.signer.verifier))
+    assert (first.size, second.size, first.origin) == (10, 17, ORIGIN)
+    verify_consistency(10, 17, log.consistency_proof(10, 17), first.root, second.root)
+    body = next(iter(log.bodies(4, 5)))
+    verify_inclusion(4, 17, leaf_hash(body), log.inclusion_proof(4, 17), second.root)
+    assert log.checkpoint_sizes() == [10, 17]
+
+
+def test_a_second_process_continues_the_same_log(log: AuditLog) -> None:
+    log.append(DRAFT)
+    other = AuditLog(log.engine, log.signer, ORIGIN)
+    assert other.append(DRAFT).seq == 1
+    assert log.append(DRAFT).seq == 2  # catches up on the other writer's entry and retries
+    other.close()
+
+
+def test_reopening_detects_a_body_changed_behind_the_triggers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    audit = AuditLog(create_sql_engine(url), NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN)
+    for _ in range(3):
+        audit.append(DRAFT)
+    audit.close()
+    engine = create_sql_engine(url)
+    with engine.begin() as connection:  # an operator with file access drops the trigger first
+        connection.execute(text("DROP TRIGGER audit_entry_no_update"))
+        connection.execute(text("UPDATE audit_entry SET body = x'7b7d' WHERE seq = 1"))
+    with pytest.raises(TamperedLog, match="audit_entry 1: body does not match"):
+        AuditLog(engine, audit.signer, ORIGIN)
+
+
+def test_unavailable_database_fails_the_append(tmp_path: Path) -> None:
+    from audit.log import AuditUnavailable
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    audit = AuditLog(create_sql_engine(url), NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN)
+    with audit.engine.begin() as connection:
+        connection.execute(text("DROP TABLE audit_entry"))
+    with pytest.raises(AuditUnavailable):
+        audit.append(DRAFT)
+    audit.close()
+
+
+def test_entries_refuse_personal_data_shapes() -> None:
+    with pytest.raises(ValueError, match="subject"):
+        EntryDraft(type="admin", actor=DRAFT.actor, subject="11010519491231002X")
+    with pytest.raises(ValueError, match="reserved keys"):
+        EntryDraft(type="admin", actor=DRAFT.actor, detail={"seq": 1})
