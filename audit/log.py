@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,9 +46,21 @@ class _Pending:
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, signer: NoteSigner, origin: str, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        signer: NoteSigner | Sequence[NoteSigner],
+        origin: str,
+        *,
+        max_batch: int = MAX_BATCH,
+        checkpoint_interval: float | None = None,
+    ) -> None:
         self.engine = engine
-        self.signer = signer
+        # Every key in the list signs each checkpoint and manifest: during a key rotation both the old and
+        # the new key sign, so auditors pinned to either keep verifying. The first is the current key.
+        self.signers: list[NoteSigner] = [signer] if isinstance(signer, NoteSigner) else list(signer)
+        if not self.signers:
+            raise ValueError("an audit log needs at least one signing key")
         self.origin = origin
         self.max_batch = max_batch
         storage.install(engine)
@@ -59,6 +71,24 @@ class AuditLog:
         self._closed = False
         self._writer = threading.Thread(target=self._run, name="audit-sequencer", daemon=True)
         self._writer.start()
+        self._stop_interval = threading.Event()
+        if checkpoint_interval:
+            threading.Thread(
+                target=self._checkpoint_every, args=(checkpoint_interval,), name="audit-checkpointer", daemon=True
+            ).start()
+
+    @property
+    def signer(self) -> NoteSigner:
+        return self.signers[0]
+
+    def sign(self, body: str) -> str:
+        """``body`` as a signed note, one signature line per signing key."""
+        return body + "\n" + "".join(s.signature_line(body) for s in self.signers)
+
+    def _checkpoint_every(self, interval: float) -> None:
+        while not self._stop_interval.wait(interval):
+            with contextlib.suppress(Exception):  # a failed interval checkpoint is retried next interval
+                self.checkpoint()
 
     # -- loading ---------------------------------------------------------------------------------------
 
@@ -157,6 +187,7 @@ class AuditLog:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._stop_interval.set()
             self._queue.put(_STOP)
             self._writer.join(30)
 
@@ -211,7 +242,7 @@ class AuditLog:
             if Checkpoint.parse(body).size == size:
                 return latest[1]
         body = Checkpoint(self.origin, size, root).body()
-        note = body + "\n" + self.signer.signature_line(body)
+        note = self.sign(body)
         with self.engine.begin() as connection:
             connection.execute(
                 insert(storage.checkpoints).values(

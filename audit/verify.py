@@ -18,10 +18,11 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit.merkle import Frontier, ProofError, leaf_hash, verify_consistency
+from audit.merkle import Frontier, ProofError, leaf_hash, verify_consistency, verify_inclusion
 from audit.note import Checkpoint, NoteError, VerifierKey, verify_note
 
 MANIFEST_HEADER = "hub-audit-export/v1"
@@ -39,10 +40,16 @@ class Verdict:
     end: int
     checkpoint_size: int
     root: bytes
+    selection: str | None = None
 
     def line(self) -> str:
+        what = (
+            f"{self.end} entries matching '{self.selection}'"
+            if self.selection is not None
+            else f"entries [{self.start}, {self.end})"
+        )
         return (
-            f"OK {self.origin}: entries [{self.start}, {self.end}) verified against the signed checkpoint "
+            f"OK {self.origin}: {what} verified against the signed checkpoint "
             f"of size {self.checkpoint_size} (root {self.root.hex()[:16]}…)"
         )
 
@@ -54,26 +61,39 @@ def _b64(text: str) -> bytes:
         raise VerificationError("malformed base64 in the bundle") from None
 
 
-def _read_manifest(bundle: Path, key: VerifierKey) -> tuple[str, int, int, int, dict[str, str]]:
+@dataclass(frozen=True)
+class Manifest:
+    origin: str
+    fields: dict[str, str]
+    checkpoint_size: int
+
+    def number(self, name: str) -> int:
+        try:
+            return int(self.fields[name])
+        except (KeyError, ValueError):
+            raise VerificationError(f"manifest: no valid {name!r} line") from None
+
+
+def _read_manifest(bundle: Path, key: VerifierKey) -> Manifest:
     try:
         body = verify_note((bundle / "manifest.note").read_text(encoding="utf-8"), key)
     except (OSError, NoteError, UnicodeDecodeError) as error:
         raise VerificationError(f"manifest: {error}") from None
     lines = body.rstrip("\n").split("\n")
-    if len(lines) < 5 or lines[0] != MANIFEST_HEADER:
+    if len(lines) < 3 or lines[0] != MANIFEST_HEADER:
         raise VerificationError("manifest: not a hub audit export")
-    try:
-        start = int(lines[2].removeprefix("start "))
-        end = int(lines[3].removeprefix("end "))
-        size = int(lines[4].removeprefix("checkpoint "))
-        digests = dict(line.split(" ", 1) for line in lines[5:])
-    except ValueError:
-        raise VerificationError("manifest: malformed range or digest lines") from None
-    return lines[1], start, end, size, digests
+    fields: dict[str, str] = {}
+    for line in lines[2:]:
+        name, _, value = line.partition(" ")
+        if not value or name in fields:
+            raise VerificationError("manifest: malformed line")
+        fields[name] = value
+    manifest = Manifest(lines[1], fields, 0)
+    return Manifest(lines[1], fields, manifest.number("checkpoint"))
 
 
-def _check_digests(bundle: Path, digests: dict[str, str]) -> None:
-    for name in ("entries.jsonl", "frontier.json", "consistency.json", "checkpoint.note"):
+def _check_digests(bundle: Path, digests: dict[str, str], names: tuple[str, ...]) -> None:
+    for name in names:
         if name not in digests:
             raise VerificationError(f"manifest: no digest for {name}")
         digest = hashlib.sha256()
@@ -87,23 +107,34 @@ def _check_digests(bundle: Path, digests: dict[str, str]) -> None:
             raise VerificationError(f"{name}: digest does not match the signed manifest")
 
 
-def verify_bundle(
-    bundle: Path, key: VerifierKey, state: Path | None = None, expect: tuple[int, int] | None = None
-) -> Verdict:
-    origin, start, end, size, digests = _read_manifest(bundle, key)
-    if expect is not None and expect != (start, end):
-        raise VerificationError(f"bundle covers [{start}, {end}), not the requested [{expect[0]}, {expect[1]})")
-    if not 0 <= start <= end <= size:
-        raise VerificationError("manifest: impossible range")
-    _check_digests(bundle, digests)
+def _checkpoint(bundle: Path, key: VerifierKey, manifest: Manifest) -> Checkpoint:
     try:
         checkpoint = Checkpoint.parse(verify_note((bundle / "checkpoint.note").read_text(encoding="utf-8"), key))
     except NoteError as error:
         raise VerificationError(f"checkpoint: {error}") from None
-    if checkpoint.origin != origin or checkpoint.origin != key.name:
+    if checkpoint.origin != manifest.origin or checkpoint.origin != key.name:
         raise VerificationError("checkpoint: from another log (origin mismatch)")
-    if checkpoint.size != size:
+    if checkpoint.size != manifest.checkpoint_size:
         raise VerificationError("checkpoint: size differs from the manifest")
+    return checkpoint
+
+
+def verify_bundle(
+    bundle: Path, key: VerifierKey, state: Path | None = None, expect: tuple[int, int] | None = None
+) -> Verdict:
+    manifest = _read_manifest(bundle, key)
+    if "filter" in manifest.fields:
+        if expect is not None:
+            raise VerificationError("a filtered bundle has no range; do not pass --start/--end")
+        return _verify_filtered(bundle, key, manifest, state)
+    origin, size = manifest.origin, manifest.checkpoint_size
+    start, end = manifest.number("start"), manifest.number("end")
+    if expect is not None and expect != (start, end):
+        raise VerificationError(f"bundle covers [{start}, {end}), not the requested [{expect[0]}, {expect[1]})")
+    if not 0 <= start <= end <= size:
+        raise VerificationError("manifest: impossible range")
+    _check_digests(bundle, manifest.fields, ("entries.jsonl", "frontier.json", "consistency.json", "checkpoint.note"))
+    checkpoint = _checkpoint(bundle, key, manifest)
 
     try:
         raw = json.loads((bundle / "frontier.json").read_text(encoding="utf-8"))
@@ -129,21 +160,80 @@ def verify_bundle(
     if expected != end:
         raise VerificationError(f"entries: {expected - start} entries, the signed manifest says {end - start}")
 
-    proofs = json.loads((bundle / "consistency.json").read_text(encoding="utf-8"))
+    try:
+        proofs = json.loads((bundle / "consistency.json").read_text(encoding="utf-8"))
+        end_proof = [_b64(p) for p in proofs["end"]]
+        earlier = dict(proofs.get("from_checkpoints", {}))
+    except (KeyError, TypeError, ValueError):
+        raise VerificationError("consistency.json: malformed") from None
     try:
         if end == size:
-            if proofs.get("end"):
+            if end_proof:
                 raise VerificationError("consistency.json: a proof where none belongs (range ends at the checkpoint)")
             if frontier.root() != checkpoint.root:
                 raise VerificationError("entries: root does not match the signed checkpoint")
         elif end > 0:
-            verify_consistency(end, size, [_b64(p) for p in proofs["end"]], frontier.root(), checkpoint.root)
+            verify_consistency(end, size, end_proof, frontier.root(), checkpoint.root)
     except ProofError as error:
         raise VerificationError(f"entries: not consistent with the signed checkpoint ({error})") from None
 
     if state is not None:
-        _check_state(state, checkpoint, proofs.get("from_checkpoints", {}))
+        _check_state(state, checkpoint, earlier)
     return Verdict(origin, start, end, size, checkpoint.root)
+
+
+def _verify_filtered(bundle: Path, key: VerifierKey, manifest: Manifest, state: Path | None) -> Verdict:
+    """Every listed entry is in the signed log at its sequence number and matches the signed filter.
+
+    Inclusion proofs show that what is listed is genuine; they cannot show that nothing matching was
+    left out. Completeness needs a range bundle (docs/audit.md).
+    """
+    _check_digests(bundle, manifest.fields, ("entries.jsonl", "inclusion.jsonl", "checkpoint.note"))
+    checkpoint = _checkpoint(bundle, key, manifest)
+    selection = manifest.fields["filter"]
+    wanted = {} if selection == "all" else dict(part.split("=", 1) for part in selection.split(" "))
+    count, previous = 0, -1
+    with (bundle / "entries.jsonl").open("rb") as entries, (bundle / "inclusion.jsonl").open("rb") as proofs:
+        for line in entries:
+            proof_line = proofs.readline()
+            if not line.endswith(b"\n") or not proof_line:
+                raise VerificationError(f"entries: entry {count} has no inclusion proof")
+            body = line[:-1]
+            try:
+                entry, proof = json.loads(body), json.loads(proof_line)
+                seq = int(proof["seq"])
+                path = [_b64(p) for p in proof["proof"]]
+            except (ValueError, KeyError, TypeError):
+                raise VerificationError(f"entries: entry {count} is malformed") from None
+            if entry.get("seq") != seq or seq <= previous:
+                raise VerificationError(f"entries: sequence numbers out of order at entry {count}")
+            if not _matches(entry, wanted):
+                raise VerificationError(f"entries: entry {seq} does not match the signed filter")
+            try:
+                verify_inclusion(seq, checkpoint.size, leaf_hash(body), path, checkpoint.root)
+            except ProofError as error:
+                raise VerificationError(f"entries: entry {seq} is not in the signed log ({error})") from None
+            previous, count = seq, count + 1
+        if proofs.readline():
+            raise VerificationError("inclusion.jsonl: more proofs than entries")
+    if count != manifest.number("count"):
+        raise VerificationError(f"entries: {count} entries, the signed manifest says {manifest.number('count')}")
+    if state is not None:
+        _check_state(state, checkpoint, {})
+    return Verdict(manifest.origin, 0, count, checkpoint.size, checkpoint.root, selection)
+
+
+def _matches(entry: dict[str, object], wanted: dict[str, str]) -> bool:
+    actor = entry.get("actor")
+    time = str(entry.get("time", ""))
+    checks: dict[str, Callable[[str], bool]] = {
+        "since": lambda v: time >= v,
+        "until": lambda v: time < v,
+        "agency": lambda v: isinstance(actor, dict) and actor.get("agency") == v,
+        "purpose": lambda v: entry.get("purpose") == v,
+        "subject": lambda v: entry.get("subject") == v,
+    }
+    return all(name in checks and checks[name](value) for name, value in wanted.items())
 
 
 def _check_state(state: Path, checkpoint: Checkpoint, proofs: dict[str, list[str]]) -> None:

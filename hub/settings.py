@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         default="AES_256_GCM",
         description="AEAD suite for a new keystore (SM4_GCM for GB/T 39786 deployments)",
     )
+    audit_origin: str = Field(
+        default="hub.local/audit", pattern=r"^[^\s+]+$", description="the audit log's origin line and key name"
+    )
+    audit_checkpoint_seconds: float = Field(default=60.0, gt=0, description="checkpoint interval when the log grew")
     master_passphrase: SecretStr | None = Field(default=None, description="unlocks the keystore (scrypt)")
     master_key: SecretStr | None = Field(default=None, description="unlocks the keystore directly (hex/base64)")
 

@@ -297,6 +297,9 @@ class Keystore:
 
     # -- named secrets (blind-index and pseudonym keys) ---------------------------------------------
 
+    def secret_names(self, prefix: str = "") -> list[str]:
+        return sorted(name for name in self._doc["secrets"] if name.startswith(prefix))
+
     def secret(self, name: str) -> bytes:
         """A named 256-bit secret, created on first use and never changed afterwards."""
         entry = self._doc["secrets"].get(name)

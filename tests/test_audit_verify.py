@@ -291,3 +291,43 @@ def test_a_rewritten_log_is_refused_by_an_auditor_holding_its_history(
     assert verify_bundle(bundle, signer.verifier).end == 200  # on its own it looks fine
     with pytest.raises(VerificationError, match="log rewritten since the accepted checkpoint"):
         verify_bundle(bundle, signer.verifier, held)
+
+
+def test_filtered_export_proves_each_entry(
+    setup: tuple[Path, Path, Path, NoteSigner, AuditLog], tmp_path: Path
+) -> None:
+    from audit.export import EntryFilter, export_filtered
+
+    _, _, _, signer, log = setup
+    subject = f"{42:064x}"
+    bundle = export_filtered(log, tmp_path / "subject", EntryFilter(subject=subject, purpose="missing_person"))
+    verdict = verify_bundle(bundle, signer.verifier)
+    assert verdict.end == 1 and verdict.selection == f"purpose=missing_person subject={subject}"
+    officer = export_filtered(log, tmp_path / "agency", EntryFilter(agency="police"))
+    assert verify_bundle(officer, signer.verifier).end == 200
+    # An entry of another subject smuggled in (with its genuine proof) does not match the signed filter.
+    smuggled = tmp_path / "smuggled"
+    shutil.copytree(bundle, smuggled)
+    other_line = _lines(officer)[7]
+    other_proof = (officer / "inclusion.jsonl").read_text().splitlines()[7] + "\n"
+    _write(smuggled, [*_lines(smuggled), other_line])
+    with (smuggled / "inclusion.jsonl").open("a") as handle:
+        handle.write(other_proof)
+    _resign_manifest(smuggled, signer)
+    with pytest.raises(VerificationError, match=r"does not match the signed filter|out of order"):
+        verify_bundle(smuggled, signer.verifier)
+    # A forged entry with a made-up proof is not in the log.
+    forged = tmp_path / "forged"
+    shutil.copytree(bundle, forged)
+    _write(forged, [_lines(forged)[0].replace(b'"hospital"', b'"diagnosis"')])
+    _resign_manifest(forged, signer)
+    with pytest.raises(VerificationError, match="not in the signed log"):
+        verify_bundle(forged, signer.verifier)
+    # Dropping the only entry contradicts the signed count.
+    empty = tmp_path / "empty"
+    shutil.copytree(bundle, empty)
+    _write(empty, [])
+    (empty / "inclusion.jsonl").write_text("")
+    _resign_manifest(empty, signer)
+    with pytest.raises(VerificationError, match="the signed manifest says 1"):
+        verify_bundle(empty, signer.verifier)

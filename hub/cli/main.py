@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from hub.cli import catalog, keys
+from audit.log import AuditUnavailable, TamperedLog
+from audit.witness import WitnessRefusal
+from hub.cli import audit, catalog, keys
 from hub.cli.console import err
 from hub.errors import HubError
 from hub.settings import get_settings
@@ -21,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(keys.app, name="keys")
+app.add_typer(audit.app, name="audit")
 
 
 @app.command()
@@ -50,7 +53,7 @@ def serve(
 def main() -> None:
     try:
         app()
-    except (HubError, KeysError) as error:
+    except (HubError, KeysError, AuditUnavailable, TamperedLog, WitnessRefusal) as error:
         err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
 

@@ -1,0 +1,113 @@
+"""The hub's audit log: opened with keys from keys/, plus the hooks the API serves to auditors.
+
+Signing keys are Ed25519 seeds kept as keystore secrets ``audit:signing:<n>``; the two newest sign
+every checkpoint and manifest, so rotating the key never leaves an auditor pinned to the older one
+without a verifiable signature. Subject pseudonyms are keyed HMACs under their own family
+(``audit.subject``), distinct from the store's blind index: the audit log alone names nobody, and a
+resident's own lookup (who accessed my data) recomputes their pseudonym to find their entries.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.entries import EntryDraft
+from audit.export import EntryFilter, export_bundle, export_filtered
+from audit.log import AuditLog
+from audit.merkle import leaf_hash
+from audit.note import Checkpoint, NoteSigner, split_note
+from hub.identifiers import normalise_id_number
+from hub.settings import Settings
+from hub.store import create_store_engine
+from keys.service import KeyService
+
+SIGNING_PREFIX = "audit:signing:"
+PSEUDONYM_FAMILY = "audit.subject"
+SIGNING_KEYS_IN_USE = 2
+
+
+def _signing_versions(keys: KeyService) -> list[int]:
+    return sorted(int(name.removeprefix(SIGNING_PREFIX)) for name in keys.keystore.secret_names(SIGNING_PREFIX))
+
+
+def signers(keys: KeyService, origin: str) -> list[NoteSigner]:
+    """The current signing key first, then its predecessor (if any)."""
+    versions = _signing_versions(keys) or [1]
+    chosen = sorted(versions, reverse=True)[:SIGNING_KEYS_IN_USE]
+    return [
+        NoteSigner(origin, Ed25519PrivateKey.from_private_bytes(keys.keystore.secret(f"{SIGNING_PREFIX}{v}")))
+        for v in chosen
+    ]
+
+
+def rotate_signing_key(keys: KeyService) -> int:
+    version = max(_signing_versions(keys) or [0]) + 1
+    keys.keystore.secret(f"{SIGNING_PREFIX}{version}")
+    return version
+
+
+def open_audit_log(settings: Settings, keys: KeyService, *, interval: bool = True) -> AuditLog:
+    return AuditLog(
+        create_store_engine(settings.effective_database_url),
+        signers(keys, settings.audit_origin),
+        settings.audit_origin,
+        checkpoint_interval=settings.audit_checkpoint_seconds if interval else None,
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@dataclass
+class Evidence:
+    """Audit operations for the API and CLI: append, pseudonyms, checkpoint, proofs and exports."""
+
+    log: AuditLog
+    keys: KeyService
+
+    def pseudonym(self, id_number: str) -> str:
+        return self.keys.blind_index(PSEUDONYM_FAMILY, normalise_id_number(id_number)).hex()
+
+    def append(self, draft: EntryDraft) -> int:
+        return self.log.append(draft).seq
+
+    def verifier_keys(self) -> list[str]:
+        return [s.verifier.encode() for s in self.log.signers]
+
+    def current_checkpoint(self) -> dict[str, Any]:
+        note = self.log.checkpoint()
+        checkpoint = Checkpoint.parse(split_note(note)[0])
+        return {"origin": checkpoint.origin, "size": checkpoint.size, "root": _b64(checkpoint.root), "note": note}
+
+    def inclusion_proof(self, seq: int, size: int | None = None) -> dict[str, Any]:
+        size = size if size is not None else int(self.current_checkpoint()["size"])
+        body = next(iter(self.log.bodies(seq, seq + 1)))
+        return {
+            "seq": seq,
+            "tree_size": size,
+            "leaf_hash": _b64(leaf_hash(body)),
+            "entry": body.decode("utf-8"),
+            "proof": [_b64(p) for p in self.log.inclusion_proof(seq, size)],
+            "root": _b64(self.log.root(size)),
+        }
+
+    def consistency_proof(self, size1: int, size2: int) -> dict[str, Any]:
+        return {
+            "size1": size1,
+            "size2": size2,
+            "root1": _b64(self.log.root(size1)),
+            "root2": _b64(self.log.root(size2)),
+            "proof": [_b64(p) for p in self.log.consistency_proof(size1, size2)],
+        }
+
+    def export(self, out: Path, start: int = 0, end: int | None = None) -> Path:
+        return export_bundle(self.log, out, start, end)
+
+    def export_filtered(self, out: Path, selection: EntryFilter) -> Path:
+        return export_filtered(self.log, out, selection)
