@@ -2,15 +2,24 @@
 
 An entry never holds personal information in clear: the subject is a keyed HMAC pseudonym (from
 keys/), field lists name fields, not values, and released data appears only as a digest.
+
+Canonical bytes come from pydantic's own (Rust) JSON serializer: every model declares its fields in
+sorted order, ``detail`` is sorted on validation and the entry's top level is sorted by a serializer,
+so keys come out in RFC 8785 order, and its string escapes are RFC 8785's. For the values this schema
+admits — ASCII keys, strings, booleans and integers within ±2**53, no floats — the output is byte for
+byte RFC 8785 at a small fraction of a general encoder's cost; a property test holds it to the
+``rfc8785`` reference encoder, and :func:`canonical_json` is the plain reference path.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
-import rfc8785
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 EntryType = Literal[
     "access.decision",
@@ -23,8 +32,20 @@ EntryType = Literal[
 ]
 
 
+_DETAIL_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+_SAFE_INTEGER = 2**53
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 bytes for the JSON values entries hold (see the module docstring for the bounds)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Field order matters below: it is the serialization order, and it must be sorted (RFC 8785).
 
 
 class Actor(_Frozen):
@@ -34,45 +55,83 @@ class Actor(_Frozen):
 
 
 class Decision(_Frozen):
-    result: Literal["permit", "deny"]
+    obligations: tuple[str, ...] = ()
     policy: str
     reasons: tuple[str, ...] = ()
-    obligations: tuple[str, ...] = ()
+    result: Literal["permit", "deny"]
 
 
 class EntryDraft(_Frozen):
     """What a caller submits; the sequencer adds the sequence number and time."""
 
-    type: EntryType
     actor: Actor
-    purpose: str | None = None
     case: str | None = None
-    lawful_basis: str | None = None
     dataset: str | None = None
-    subject: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="keyed pseudonym (hex)")
     decision: Decision | None = None
-    request_id: str | None = None
-    fields_released: tuple[str, ...] = ()
-    payload_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     detail: dict[str, str | int | bool] = Field(default_factory=dict)
+    fields_released: tuple[str, ...] = ()
+    lawful_basis: str | None = None
+    payload_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    purpose: str | None = None
+    request_id: str | None = None
+    subject: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="keyed pseudonym (hex)")
+    type: EntryType
 
     @field_validator("detail")
     @classmethod
-    def _no_reserved_keys(cls, value: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
-        # The offline verifier finds "seq": by pattern in the canonical bytes; only the top level may have it.
+    def _detail_is_canonical(cls, value: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+        # The offline verifier finds "seq": in the canonical bytes; only the top level may have it.
         if {"seq", "time"} & set(value):
             raise ValueError("detail may not use the reserved keys 'seq' or 'time'")
-        return value
+        for key, item in value.items():
+            if not _DETAIL_KEY.match(key):
+                raise ValueError("detail keys are lower-case ASCII identifiers")
+            if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= _SAFE_INTEGER:
+                raise ValueError("detail integers must lie within +-2**53 (RFC 8785 / I-JSON)")
+        return dict(sorted(value.items()))
 
 
 class Entry(EntryDraft):
     seq: int
     time: str
 
+    @model_serializer(mode="wrap")
+    def _sorted(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # seq and time are declared after the draft's fields; put them in their sorted places.
+        return dict(sorted(handler(self).items()))
+
     def canonical(self) -> bytes:
-        return rfc8785.dumps(self.model_dump(mode="json", exclude_none=True))
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
 
 
-def seal_entry(draft: EntryDraft, seq: int, when: datetime | None = None) -> Entry:
-    moment = (when or datetime.now(UTC)).astimezone(UTC)
-    return Entry(**draft.model_dump(), seq=seq, time=moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+@dataclass(frozen=True, slots=True)
+class SealedEntry:
+    """A sequenced entry: its number, time and the exact leaf bytes stored."""
+
+    seq: int
+    time: str
+    body: bytes
+
+    def entry(self) -> Entry:
+        return Entry.model_validate_json(self.body)
+
+
+def utc_stamp(when: datetime | None = None) -> str:
+    return (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def seal_entry(draft: EntryDraft, seq: int, when: datetime | str | None = None) -> SealedEntry:
+    """Number and time-stamp a validated draft, producing its canonical bytes (no second validation).
+
+    The draft serializes with sorted keys and ends with ``"subject":…`` (if any) and ``"type":…``,
+    both values fixed-form (64 hex digits; a literal), so that tail is rebuilt exactly and checked;
+    ``seq`` goes before it and ``time`` between subject and type, their sorted places.
+    """
+    stamp = when if isinstance(when, str) else utc_stamp(when)
+    body = draft.model_dump_json(exclude_none=True)
+    subject = f'"subject":"{draft.subject}",' if draft.subject is not None else ""
+    tail = f'{subject}"type":"{draft.type}"}}'
+    if not body.endswith("," + tail):
+        raise ValueError("entry draft did not serialize in canonical order")  # a model edit broke the order
+    head = body[: -len(tail)]
+    return SealedEntry(seq, stamp, f'{head}"seq":{seq},{subject}"time":"{stamp}","type":"{draft.type}"}}'.encode())

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -23,11 +24,18 @@ from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit import storage
-from audit.entries import Entry, EntryDraft, seal_entry
+from audit.entries import EntryDraft, SealedEntry, seal_entry, utc_stamp
 from audit.merkle import MerkleTree, leaf_hash
 from audit.note import Checkpoint, NoteSigner
 
 MAX_BATCH = 256
+# How long the writer waits for more appends when the queue runs dry mid-batch. Measured here it only
+# costs throughput (with 64 async appenders: 48k/s at 0 ms, 28k/s at 1 ms, 18k/s at 2 ms), because a
+# commit takes long enough for the next batch to queue up by itself; kept as an option for disks
+# whose commits are much slower than their CPUs.
+LINGER_SECONDS = 0.0
+_INSERT_QMARK = "INSERT INTO audit_entry (seq, leaf_hash, body) VALUES (?, ?, ?)"
+_INSERT_FORMAT = "INSERT INTO audit_entry (seq, leaf_hash, body) VALUES (%s, %s, %s)"
 _STOP = object()
 
 
@@ -39,10 +47,41 @@ class TamperedLog(RuntimeError):
     """Stored entries do not match their stored leaf hashes."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Pending:
+    """One queued append: resolved through a thread future, or an asyncio future on ``loop``."""
+
     draft: EntryDraft
-    future: Future[Entry]
+    future: Future[SealedEntry] | None = None
+    waiter: asyncio.Future[SealedEntry] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _resolve(waiters: list[tuple[asyncio.Future[SealedEntry], SealedEntry | None]], error: Exception | None) -> None:
+    """Runs on the event loop: settle a whole batch's waiters in one wake-up."""
+    for waiter, entry in waiters:
+        if waiter.done():  # the awaiting task was cancelled
+            continue
+        if error is not None or entry is None:
+            waiter.set_exception(error or AuditUnavailable("audit log: no result"))
+        else:
+            waiter.set_result(entry)
+
+
+def _settle(batch: list[_Pending], entries: list[SealedEntry] | None, error: Exception | None) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[SealedEntry], SealedEntry | None]]] = {}
+    for index, pending in enumerate(batch):
+        entry = entries[index] if entries is not None else None
+        if pending.future is not None:
+            if error is not None or entry is None:
+                pending.future.set_exception(error or AuditUnavailable("audit log: no result"))
+            else:
+                pending.future.set_result(entry)
+        elif pending.waiter is not None and pending.loop is not None:
+            by_loop.setdefault(pending.loop, []).append((pending.waiter, entry))
+    for loop, waiters in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that event loop has closed; nobody is waiting
+            loop.call_soon_threadsafe(_resolve, waiters, error)
 
 
 class AuditLog:
@@ -53,6 +92,7 @@ class AuditLog:
         origin: str,
         *,
         max_batch: int = MAX_BATCH,
+        linger: float = LINGER_SECONDS,
         checkpoint_interval: float | None = None,
     ) -> None:
         self.engine = engine
@@ -63,6 +103,8 @@ class AuditLog:
             raise ValueError("an audit log needs at least one signing key")
         self.origin = origin
         self.max_batch = max_batch
+        self.linger = linger
+        self._insert_sql = _INSERT_QMARK if engine.dialect.paramstyle == "qmark" else _INSERT_FORMAT
         storage.install(engine)
         self.tree = MerkleTree()
         self._tree_lock = threading.Lock()
@@ -107,19 +149,25 @@ class AuditLog:
 
     # -- appending -------------------------------------------------------------------------------------
 
-    def submit(self, draft: EntryDraft) -> Future[Entry]:
+    def submit(self, draft: EntryDraft) -> Future[SealedEntry]:
         if self._closed:
             raise AuditUnavailable("the audit log is closed")
-        future: Future[Entry] = Future()
-        self._queue.put(_Pending(draft, future))
+        future: Future[SealedEntry] = Future()
+        self._queue.put(_Pending(draft, future=future))
         return future
 
-    def append(self, draft: EntryDraft, timeout: float = 30.0) -> Entry:
+    def append(self, draft: EntryDraft, timeout: float = 30.0) -> SealedEntry:
         """Record ``draft`` durably and return the sealed entry; raises AuditUnavailable otherwise."""
         return self.submit(draft).result(timeout)
 
-    async def append_async(self, draft: EntryDraft) -> Entry:
-        return await asyncio.wrap_future(self.submit(draft))
+    async def append_async(self, draft: EntryDraft) -> SealedEntry:
+        """Record ``draft`` durably from async code; the whole batch wakes the event loop once."""
+        if self._closed:
+            raise AuditUnavailable("the audit log is closed")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[SealedEntry] = loop.create_future()
+        self._queue.put(_Pending(draft, waiter=waiter, loop=loop))
+        return await waiter
 
     def _run(self) -> None:
         while True:
@@ -128,15 +176,22 @@ class AuditLog:
                 return
             batch = [first]
             stop = False
-            while len(batch) < self.max_batch:
+            deadline = time.monotonic() + self.linger
+            while len(batch) < self.max_batch and not stop:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get_nowait()  # drain what is already there without waiting
                 except queue.Empty:
-                    break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = self._queue.get(timeout=remaining)  # only an empty queue is worth a wait
+                    except queue.Empty:
+                        break
                 if item is _STOP:
                     stop = True
-                    break
-                batch.append(item)
+                else:
+                    batch.append(item)
             self._commit([p for p in batch if isinstance(p, _Pending)])
             if stop:
                 return
@@ -152,33 +207,30 @@ class AuditLog:
                     self._catch_up()
                 continue
             except DBAPIError as error:
-                failure = AuditUnavailable(f"audit log unavailable: {type(error.orig).__name__}")
-                for pending in batch:
-                    pending.future.set_exception(failure)
+                _settle(batch, None, AuditUnavailable(f"audit log unavailable: {type(error.orig).__name__}"))
                 return
-            for pending, entry in zip(batch, sealed, strict=True):
-                pending.future.set_result(entry)
+            _settle(batch, sealed, None)
             return
-        failure = AuditUnavailable(f"audit log: could not sequence after {attempts} attempts")
-        for pending in batch:
-            pending.future.set_exception(failure)
+        _settle(batch, None, AuditUnavailable(f"audit log: could not sequence after {attempts} attempts"))
 
-    def _write(self, batch: list[_Pending]) -> list[Entry]:
+    def _write(self, batch: list[_Pending]) -> list[SealedEntry]:
         with self._tree_lock:
             with self.engine.begin() as connection:
+                if self.engine.dialect.name == "sqlite":
+                    # "Durable" means surviving power loss, not only a crash: WAL commits fsync with FULL.
+                    connection.exec_driver_sql("PRAGMA synchronous=FULL")
                 if self.engine.dialect.name == "postgresql":
                     # Serialises writers of all processes; then number after whatever they committed.
                     connection.execute(text("LOCK TABLE audit_entry IN EXCLUSIVE MODE"))
                     self._catch_up(connection=connection)
                 base = self.tree.size
-                now = datetime.now(UTC)
+                now = utc_stamp()  # one time stamp per batch: the entries were committed together
                 sealed = [seal_entry(p.draft, base + i, now) for i, p in enumerate(batch)]
-                bodies = [e.canonical() for e in sealed]
-                hashes = [leaf_hash(b) for b in bodies]
-                rows = [
-                    {"seq": e.seq, "leaf_hash": h, "body": b} for e, h, b in zip(sealed, hashes, bodies, strict=True)
-                ]
-                connection.execute(insert(storage.entries), rows)
+                hashes = [leaf_hash(e.body) for e in sealed]
+                # The driver's own executemany: the Core insert costs more than the rest of the batch.
+                connection.exec_driver_sql(
+                    self._insert_sql, [(e.seq, h, e.body) for e, h in zip(sealed, hashes, strict=True)]
+                )
             # Committed: only now does the tree grow, so it never holds an entry the database lacks.
             for hashed in hashes:
                 self.tree.append(hashed)

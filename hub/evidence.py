@@ -10,21 +10,25 @@ resident's own lookup (who accessed my data) recomputes their pseudonym to find 
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
 
-from audit.entries import EntryDraft
+from audit.entries import Actor, EntryDraft
 from audit.export import EntryFilter, export_bundle, export_filtered
 from audit.log import AuditLog
 from audit.merkle import leaf_hash
-from audit.note import Checkpoint, NoteSigner, split_note
+from audit.note import Checkpoint, NoteSigner, VerifierKey, split_note
+from audit.witness import Witness
+from hub.errors import HubError
 from hub.identifiers import normalise_id_number
 from hub.settings import Settings
 from hub.store import create_store_engine
-from keys.service import KeyService
+from keys.service import KeyService, ShredReceipt
 
 SIGNING_PREFIX = "audit:signing:"
 PSEUDONYM_FAMILY = "audit.subject"
@@ -57,6 +61,31 @@ def open_audit_log(settings: Settings, keys: KeyService, *, interval: bool = Tru
         signers(keys, settings.audit_origin),
         settings.audit_origin,
         checkpoint_interval=settings.audit_checkpoint_seconds if interval else None,
+    )
+
+
+def operator_actor() -> Actor:
+    """The person at the console, for CLI operations (their OS account, not their name)."""
+    import getpass
+
+    return Actor(agency="hub", principal=f"os:{getpass.getuser()}", role="operator")
+
+
+def key_op(operation: str, actor: Actor, subject: str | None = None, **detail: str | int | bool) -> EntryDraft:
+    """A ``key.op`` entry: what a key operation did, e.g. a shredding receipt, without key material."""
+    return EntryDraft(type="key.op", actor=actor, subject=subject, detail={"operation": operation, **detail})
+
+
+def shred_entry(receipt: ShredReceipt, actor: Actor, subject: str) -> EntryDraft:
+    return key_op(
+        "subject.shred",
+        actor,
+        subject=subject,
+        dek=receipt.dek_id,
+        kek=receipt.kek_id,
+        kek_version=receipt.kek_version,
+        shredded_at=receipt.shredded_at,
+        wrapped_copies_destroyed=receipt.wrapped_copies_destroyed,
     )
 
 
@@ -111,3 +140,37 @@ class Evidence:
 
     def export_filtered(self, out: Path, selection: EntryFilter) -> Path:
         return export_filtered(self.log, out, selection)
+
+
+def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
+    """A witness's Ed25519 key from a PEM file, created (mode 0600) on first use."""
+    if path.exists():
+        loaded = load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise HubError(f"{path} is not an Ed25519 private key")
+        return loaded
+    private = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return private
+
+
+def witness_latest(evidence: Evidence, name: str, key_file: Path, state: Path) -> tuple[str, str, Witness]:
+    """Have a witness cosign the log's latest checkpoint, proving from the size it holds.
+
+    Returns the checkpoint note, the cosignature line (also stored with the checkpoint) and the witness.
+    """
+    trusted = [VerifierKey.parse(k) for k in evidence.verifier_keys()]
+    witness = Witness(name, load_or_create_ed25519(key_file), state, trusted)
+    current = evidence.current_checkpoint()
+    held = witness.held(str(current["origin"]))
+    old = held[0] if held else 0
+    size = int(current["size"])
+    proof = evidence.log.consistency_proof(old, size) if 0 < old <= size else []
+    line = witness.add_checkpoint(old, proof, str(current["note"]))
+    latest = evidence.log.latest_checkpoint()
+    if latest is not None:
+        evidence.log.add_cosignature(latest[0], name, line)
+    return str(current["note"]), line, witness

@@ -40,7 +40,7 @@ def test_appends_are_durable_contiguous_and_canonical(log: AuditLog) -> None:
     entries = [log.append(DRAFT) for _ in range(5)]
     assert [e.seq for e in entries] == [0, 1, 2, 3, 4]
     bodies = list(log.bodies(0, 5))
-    assert bodies[2] == entries[2].canonical()
+    assert bodies[2] == entries[2].body == entries[2].entry().canonical()
     assert bodies[0].startswith(b'{"actor":{"agency":"police"')  # RFC 8785: sorted keys, no spaces
     assert b"\n" not in bodies[0]
 

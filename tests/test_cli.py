@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from hub.cli.main import app
+from tests.support import run_hub
 
 runner = CliRunner()
 
@@ -26,20 +24,8 @@ def test_catalog_validate_prints_the_pi_table() -> None:
     assert "police.incident" in result.output and "catalog valid" in result.output
 
 
-def _hub(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")} | env
-    return subprocess.run(
-        [sys.executable, "-m", "hub.cli.main", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_bad_setting_is_one_readable_line(tmp_path: Path) -> None:
-    result = _hub(["demo", "--residents", "20"], tmp_path, HUB_BUS="carrier-pigeon")
+    result = run_hub(["demo", "--residents", "20"], tmp_path, HUB_BUS="carrier-pigeon")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "HUB_BUS" in lines[0] and "carrier-pigeon" in lines[0]
@@ -54,14 +40,14 @@ def test_bad_catalog_is_one_readable_line(tmp_path: Path) -> None:
         '[fields.idn]\ndescription="d"\ntype="id_number"\npi="sensitive"\nsensitive_category="specific_identity"\n'
         'role="subject_id"\nmask="MASK_ID"\n'
     )
-    result = _hub(["catalog", "validate", "--dir", str(tmp_path)], tmp_path)
+    result = run_hub(["catalog", "validate", "--dir", str(tmp_path)], tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: police.x.toml: field police.x.idn has no label 'grade'"
 
 
 @pytest.mark.parametrize("residents", [60])
 def test_demo_runs_on_embedded_defaults(tmp_path: Path, residents: int) -> None:
-    result = _hub(["demo", "--residents", str(residents)], tmp_path)
+    result = run_hub(["demo", "--residents", str(residents)], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Agency source systems" in result.stdout and "Store ready" in result.stdout
     assert (tmp_path / "var" / "hub.db").is_file()

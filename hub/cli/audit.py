@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
 
 from audit.export import EntryFilter
-from audit.note import VerifierKey
 from audit.verify import main as verify_main
-from audit.witness import SizeConflict, Witness
+from audit.witness import SizeConflict
 from hub.cli.console import out
-from hub.evidence import Evidence, open_audit_log, rotate_signing_key
+from hub.evidence import Evidence, open_audit_log, rotate_signing_key, witness_latest
 from hub.protection import open_key_service
 from hub.settings import get_settings
 
@@ -92,20 +88,6 @@ def verify(
     raise typer.Exit(verify_main(args))
 
 
-def _witness_key(path: Path) -> Ed25519PrivateKey:
-    if path.exists():
-        loaded = load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise typer.BadParameter(f"{path} is not an Ed25519 private key")
-        return loaded
-    private = Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    return private
-
-
 @app.command("witness")
 def witness(
     state: Annotated[Path, typer.Option(help="the witness's state file")] = Path("var/witness/state.json"),
@@ -116,18 +98,9 @@ def witness(
 ) -> None:
     """Witness this hub's latest checkpoint: cosign it only if it extends what the witness holds."""
     with evidence() as ev:
-        trusted = [VerifierKey.parse(k) for k in ev.verifier_keys()]
-        witness = Witness(name, _witness_key(key_file), state, trusted)
-        current = ev.current_checkpoint()
-        held = witness.held(current["origin"])
-        old = held[0] if held else 0
-        proof = ev.log.consistency_proof(old, current["size"]) if 0 < old <= current["size"] else []
         try:
-            line = witness.add_checkpoint(old, proof, current["note"])
+            note, line, witness = witness_latest(ev, name, key_file, state)
         except SizeConflict as conflict:
             raise typer.BadParameter(str(conflict)) from None
-        latest = ev.log.latest_checkpoint()
-        if latest is not None:
-            ev.log.add_cosignature(latest[0], name, line)
-        out.print(current["note"] + line, end="", highlight=False)
+        out.print(note + line, end="", highlight=False)
         out.print(f"witness key: {witness.verifier.encode()}", highlight=False)

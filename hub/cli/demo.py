@@ -7,6 +7,8 @@ loads the catalog and prepares the store; later issues extend it until it runs t
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,9 +17,11 @@ from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from audit.entries import EntryDraft
 from hub.catalog import Catalog, load_catalog
 from hub.cli.catalog import catalog_table
 from hub.cli.console import out
+from hub.evidence import Evidence, open_audit_log, operator_actor, shred_entry, witness_latest
 from hub.identifiers import is_valid_id_number
 from hub.protection import DEMO_PASSPHRASE, Erased, RecordProtector, open_key_service
 from hub.settings import Settings
@@ -75,7 +79,25 @@ def run_demo(settings: Settings, residents: int, seed: int) -> None:
     )
     if any(readable.get(s.dataset) != s.records for s in manifest.sources):
         raise SystemExit("a source did not read back completely")
-    demo_protection(settings, manifest, Path(sources_dir), catalog, RecordStore(engine, catalog))
+    keys = open_key_service(settings, create=True)
+    log = open_audit_log(settings, keys)
+    try:
+        evidence = Evidence(log, keys)
+        evidence.append(
+            EntryDraft(
+                type="admin",
+                actor=operator_actor(),
+                detail={
+                    "operation": "catalog.sync",
+                    "catalog_digest": catalog.digest,
+                    "datasets": len(catalog.datasets),
+                },
+            )
+        )
+        demo_protection(settings, manifest, Path(sources_dir), catalog, RecordStore(engine, catalog), evidence)
+        demo_audit(settings, evidence)
+    finally:
+        log.close()
 
 
 _REGISTRY_FIELDS = {
@@ -95,13 +117,18 @@ _REGISTRY_FIELDS = {
 
 
 def demo_protection(
-    settings: Settings, manifest: SourceManifest, sources_dir: Path, catalog: Catalog, store: RecordStore
+    settings: Settings,
+    manifest: SourceManifest,
+    sources_dir: Path,
+    catalog: Catalog,
+    store: RecordStore,
+    evidence: Evidence,
 ) -> None:
     """Seal the civil-affairs registry under per-resident keys, show a masked record, shred one resident."""
     out.rule("[bold]Keys[/]: per-resident envelope encryption, masking, crypto-shredding")
     if settings.master_passphrase is None and settings.master_key is None:
         out.print(f"[yellow]dev profile: keystore unlocked with the built-in demo passphrase {DEMO_PASSPHRASE!r}[/]")
-    protector = RecordProtector(open_key_service(settings, create=True), catalog)
+    protector = RecordProtector(evidence.keys, catalog)
     registry = next(s for s in manifest.sources if s.dataset == "civil_affairs.vulnerable_person")
     path = sources_dir / registry.location
     codes = {label: code for code, label in CATEGORIES.items()}
@@ -140,10 +167,33 @@ def demo_protection(
     for field, shown in protector.masked(sample).items():
         table.add_row(field, str(shown), "[red]ciphertext[/]" if field in sealed else "clear (non-personal)")
     out.print(table)
+    resident_id = str(protector.reveal(sample, {"id_number"})["id_number"])
     receipt = protector.keys.shred(sample.subject_index)
+    evidence.append(shred_entry(receipt, operator_actor(), evidence.pseudonym(resident_id)))
     erased = protector.reveal(sample)
     gone = sum(isinstance(v, Erased) for v in erased.values())
     out.print(
         f"Crypto-shredded that resident: data key {receipt.dek_id[:12]}… destroyed at {receipt.shredded_at}; "
         f"{gone} personal fields now read as erased, everywhere they were copied."
     )
+
+
+def demo_audit(settings: Settings, evidence: Evidence) -> None:
+    """Checkpoint the log, have a witness cosign it, export a bundle and verify it as an auditor would."""
+    out.rule("[bold]Audit[/]: append-only Merkle log, signed checkpoints, witness, offline verification")
+    current = evidence.current_checkpoint()
+    out.print(f"Log {current['origin']} holds {current['size']:,} entries; signed checkpoint:")
+    out.print(current["note"], end="", highlight=False, style="dim")
+    witness_dir = settings.var_dir / "witness"
+    _, line, _ = witness_latest(
+        evidence, "witness.demo/civil-affairs", witness_dir / "key.pem", witness_dir / "state.json"
+    )
+    out.print(f"Witness cosigned it: {line.strip()[:72]}…", highlight=False)
+    bundle = evidence.export(settings.var_dir / "audit-export")
+    command = [sys.executable, "-m", "audit.verify", str(bundle), "--key", evidence.verifier_keys()[0]]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - our own verifier
+    colour = "green" if result.returncode == 0 else "red"
+    out.print(f"Auditor runs python -m audit.verify {bundle} --key …:", highlight=False)
+    out.print(f"[{colour}]{result.stdout.strip()}[/]", highlight=False)
+    if result.returncode != 0:
+        raise SystemExit("the offline verifier rejected the demo's own bundle")

@@ -7,10 +7,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from audit.entries import EntryDraft
 from hub.cli.console import out
+from hub.evidence import PSEUDONYM_FAMILY, key_op, open_audit_log, operator_actor, shred_entry
 from hub.identifiers import normalise_id_number
 from hub.protection import SUBJECT_INDEX_FAMILY, open_key_service
 from hub.settings import get_settings
+from keys.service import KeyService
 
 app = typer.Typer(help="Field encryption keys: status, rotation, retirement, crypto-shredding.", no_args_is_help=True)
 
@@ -47,10 +50,31 @@ def status() -> None:
     )
 
 
+def _audited(service: KeyService, draft: EntryDraft) -> None:
+    """Record a key operation; the CLI fails (exit 2) if the audit log cannot take it."""
+    log = open_audit_log(get_settings(), service, interval=False)
+    try:
+        log.append(draft)
+    finally:
+        log.close()
+
+
 @app.command("rotate")
 def rotate() -> None:
     """New KEK version; rewrap every live data key under it (no data is re-encrypted)."""
-    report = open_key_service(get_settings()).rotate()
+    service = open_key_service(get_settings())
+    report = service.rotate()
+    _audited(
+        service,
+        key_op(
+            "kek.rotate",
+            operator_actor(),
+            kek=report.kek_id,
+            old_version=report.old_version,
+            new_version=report.new_version,
+            rewrapped=report.rewrapped,
+        ),
+    )
     out.print(
         f"KEK {report.kek_id}: version {report.old_version} -> {report.new_version}, "
         f"{report.rewrapped:,} data keys rewrapped"
@@ -60,7 +84,9 @@ def rotate() -> None:
 @app.command("retire")
 def retire(version: Annotated[int, typer.Argument(help="KEK version to destroy")]) -> None:
     """Destroy an old KEK version once no data key is wrapped under it."""
-    open_key_service(get_settings()).retire(version)
+    service = open_key_service(get_settings())
+    service.retire(version)
+    _audited(service, key_op("kek.retire", operator_actor(), kek=service.keystore.kek_id, version=version))
     out.print(f"KEK version {version} retired: its key material is destroyed")
 
 
@@ -74,4 +100,6 @@ def shred(
         typer.confirm("This erases the resident's data irreversibly. Continue?", abort=True)
     service = open_key_service(get_settings())
     receipt = service.shred(service.blind_index(SUBJECT_INDEX_FAMILY, normalise_id_number(id_number)))
+    pseudonym = service.blind_index(PSEUDONYM_FAMILY, normalise_id_number(id_number)).hex()
+    _audited(service, shred_entry(receipt, operator_actor(), pseudonym))
     out.print(f"shredded data key {receipt.dek_id[:12]}… at {receipt.shredded_at}; {receipt.note}")
