@@ -15,7 +15,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +37,13 @@ LINGER_SECONDS = 0.0
 _INSERT_QMARK = "INSERT INTO audit_entry (seq, leaf_hash, body) VALUES (?, ?, ?)"
 _INSERT_FORMAT = "INSERT INTO audit_entry (seq, leaf_hash, body) VALUES (%s, %s, %s)"
 _STOP = object()
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    id: int
+    note: str
+    timestamp_token: bytes | None
 
 
 class AuditUnavailable(RuntimeError):
@@ -94,6 +101,7 @@ class AuditLog:
         max_batch: int = MAX_BATCH,
         linger: float = LINGER_SECONDS,
         checkpoint_interval: float | None = None,
+        timestamper: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.engine = engine
         # Every key in the list signs each checkpoint and manifest: during a key rotation both the old and
@@ -102,6 +110,9 @@ class AuditLog:
         if not self.signers:
             raise ValueError("an audit log needs at least one signing key")
         self.origin = origin
+        # Given a checkpoint body, returns an RFC 3161 token over it (see audit.timestamp). A failing TSA
+        # fails the checkpoint: the log keeps appending, and the next interval tries again.
+        self.timestamper = timestamper
         self.max_batch = max_batch
         self.linger = linger
         self._insert_sql = _INSERT_QMARK if engine.dialect.paramstyle == "qmark" else _INSERT_FORMAT
@@ -276,10 +287,17 @@ class AuditLog:
     # -- checkpoints -----------------------------------------------------------------------------------
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
-        query = select(storage.checkpoints.c.id, storage.checkpoints.c.note).order_by(storage.checkpoints.c.id.desc())
+        latest = self.latest_checkpoint_row()
+        return None if latest is None else (latest.id, latest.note)
+
+    def latest_checkpoint_row(self) -> StoredCheckpoint | None:
+        columns = storage.checkpoints.c
+        query = select(columns.id, columns.note, columns.timestamp_token).order_by(columns.id.desc()).limit(1)
         with self.engine.connect() as connection:
-            row = connection.execute(query.limit(1)).first()
-        return None if row is None else (int(row[0]), str(row[1]))
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        return StoredCheckpoint(int(row[0]), str(row[1]), None if row[2] is None else bytes(row[2]))
 
     def checkpoint(self, force: bool = False) -> str:
         """Sign and store a checkpoint of the current tree, if it grew since the last one (or if forced)."""
@@ -295,10 +313,16 @@ class AuditLog:
                 return latest[1]
         body = Checkpoint(self.origin, size, root).body()
         note = self.sign(body)
+        # Rows are immutable, so the time-stamp is obtained before the checkpoint is stored.
+        token = self.timestamper(body.encode()) if self.timestamper is not None else None
         with self.engine.begin() as connection:
             connection.execute(
                 insert(storage.checkpoints).values(
-                    size=size, root=root, note=note, created_at=datetime.now(UTC).isoformat(timespec="seconds")
+                    size=size,
+                    root=root,
+                    note=note,
+                    created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    timestamp_token=token,
                 )
             )
         return note

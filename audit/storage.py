@@ -9,7 +9,7 @@ signed checkpoints detect: see docs/audit.md.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Engine, Integer, LargeBinary, MetaData, String, Table, Text, text
+from sqlalchemy import BigInteger, Column, Engine, Integer, LargeBinary, MetaData, String, Table, Text, inspect, text
 
 metadata = MetaData()
 
@@ -28,6 +28,7 @@ checkpoints = Table(
     Column("root", LargeBinary(32), nullable=False),
     Column("note", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
+    Column("timestamp_token", LargeBinary, nullable=True),  # RFC 3161 response over the note's body
 )
 cosignatures = Table(
     "audit_cosignature",
@@ -81,8 +82,13 @@ _POSTGRES = [
 
 
 def install(engine: Engine) -> None:
-    """Create the tables and their guard triggers (idempotent)."""
+    """Create the tables and their guard triggers (idempotent), adding columns later versions need."""
     metadata.create_all(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("audit_checkpoint")}
+    if "timestamp_token" not in columns:  # logs created before time-stamping existed
+        blob = "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
+        with engine.begin() as connection:
+            connection.execute(text(f"ALTER TABLE audit_checkpoint ADD COLUMN timestamp_token {blob}"))
     statements = _POSTGRES if engine.dialect.name == "postgresql" else _SQLITE
     with engine.begin() as connection:
         for statement in statements:

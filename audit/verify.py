@@ -18,7 +18,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from audit.merkle import Frontier, ProofError, leaf_hash, verify_consistency, verify_inclusion
@@ -39,6 +39,7 @@ class Verdict:
     checkpoint_size: int
     root: bytes
     selection: str | None = None
+    timestamp: str | None = None
 
     def line(self) -> str:
         what = (
@@ -46,9 +47,10 @@ class Verdict:
             if self.selection is not None
             else f"entries [{self.start}, {self.end})"
         )
+        stamp = f"; {self.timestamp}" if self.timestamp else ""
         return (
             f"OK {self.origin}: {what} verified against the signed checkpoint "
-            f"of size {self.checkpoint_size} (root {self.root.hex()[:16]}…)"
+            f"of size {self.checkpoint_size} (root {self.root.hex()[:16]}…){stamp}"
         )
 
 
@@ -105,6 +107,35 @@ def _check_digests(bundle: Path, digests: dict[str, str], names: tuple[str, ...]
             raise VerificationError(f"{name}: digest does not match the signed manifest")
 
 
+@dataclass(frozen=True)
+class TrustedTsa:
+    """The TSA certificate and roots an auditor trusts, as PEM files."""
+
+    certificate: Path
+    roots: Path
+
+
+def _timestamp(bundle: Path, manifest: Manifest, checkpoint: Checkpoint, tsa: TrustedTsa | None) -> str | None:
+    """Check the checkpoint's RFC 3161 token when the auditor names a TSA; say so when it is unchecked."""
+    present = "checkpoint.tsr" in manifest.fields
+    if tsa is None:
+        return "RFC 3161 token present, not checked (pass --tsa-cert and --tsa-root)" if present else None
+    if not present:
+        raise VerificationError("timestamp: the bundle carries no RFC 3161 token")
+    from audit.timestamp import TimestampError, load_certificates, verify_timestamp  # needs rfc3161-client
+
+    try:
+        when = verify_timestamp(
+            (bundle / "checkpoint.tsr").read_bytes(),
+            checkpoint.body().encode(),
+            load_certificates(tsa.certificate)[0],
+            load_certificates(tsa.roots),
+        )
+    except (TimestampError, OSError, ValueError) as error:
+        raise VerificationError(f"timestamp: {error}") from None
+    return f"time-stamped by the TSA at {when.isoformat()}"
+
+
 def _checkpoint(bundle: Path, key: VerifierKey, manifest: Manifest) -> Checkpoint:
     try:
         checkpoint = Checkpoint.parse(verify_note((bundle / "checkpoint.note").read_text(encoding="utf-8"), key))
@@ -118,13 +149,21 @@ def _checkpoint(bundle: Path, key: VerifierKey, manifest: Manifest) -> Checkpoin
 
 
 def verify_bundle(
-    bundle: Path, key: VerifierKey, state: Path | None = None, expect: tuple[int, int] | None = None
+    bundle: Path,
+    key: VerifierKey,
+    state: Path | None = None,
+    expect: tuple[int, int] | None = None,
+    tsa: TrustedTsa | None = None,
 ) -> Verdict:
     manifest = _read_manifest(bundle, key)
+    if "checkpoint.tsr" in manifest.fields:
+        _check_digests(bundle, manifest.fields, ("checkpoint.tsr",))
     if "filter" in manifest.fields:
         if expect is not None:
             raise VerificationError("a filtered bundle has no range; do not pass --start/--end")
-        return _verify_filtered(bundle, key, manifest, state)
+        verdict = _verify_filtered(bundle, key, manifest, state)
+        checkpoint = Checkpoint(verdict.origin, verdict.checkpoint_size, verdict.root)
+        return replace(verdict, timestamp=_timestamp(bundle, manifest, checkpoint, tsa))
     origin, size = manifest.origin, manifest.checkpoint_size
     start, end = manifest.number("start"), manifest.number("end")
     if expect is not None and expect != (start, end):
@@ -163,9 +202,10 @@ def verify_bundle(
     except ProofError as error:
         raise VerificationError(f"entries: not consistent with the signed checkpoint ({error})") from None
 
+    stamp = _timestamp(bundle, manifest, checkpoint, tsa)
     if state is not None:
         _check_state(state, checkpoint, earlier)
-    return Verdict(origin, start, end, size, checkpoint.root)
+    return Verdict(origin, start, end, size, checkpoint.root, timestamp=stamp)
 
 
 def _verify_filtered(bundle: Path, key: VerifierKey, manifest: Manifest, state: Path | None) -> Verdict:
@@ -293,12 +333,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--start", type=int, help="the range you asked for (checked against the signed manifest)")
     parser.add_argument("--end", type=int)
+    parser.add_argument("--tsa-cert", type=Path, help="PEM certificate of the time-stamping authority")
+    parser.add_argument("--tsa-root", type=Path, help="PEM root certificate(s) the TSA chains to")
     args = parser.parse_args(argv)
     try:
         key_text = Path(args.key).read_text(encoding="utf-8") if Path(args.key).is_file() else args.key
         key = VerifierKey.parse(key_text)
         expect = (args.start, args.end) if args.start is not None and args.end is not None else None
-        verdict = verify_bundle(args.bundle, key, args.state, expect)
+        tsa = TrustedTsa(args.tsa_cert, args.tsa_root) if args.tsa_cert and args.tsa_root else None
+        verdict = verify_bundle(args.bundle, key, args.state, expect, tsa)
     except (VerificationError, NoteError) as error:
         print(f"INVALID: {error}")
         return 1

@@ -23,6 +23,7 @@ from audit.export import EntryFilter, export_bundle, export_filtered
 from audit.log import AuditLog
 from audit.merkle import leaf_hash
 from audit.note import Checkpoint, NoteSigner, VerifierKey, split_note
+from audit.timestamp import TimestampAuthority
 from audit.witness import Witness
 from hub.errors import HubError
 from hub.identifiers import normalise_id_number
@@ -56,11 +57,18 @@ def rotate_signing_key(keys: KeyService) -> int:
 
 
 def open_audit_log(settings: Settings, keys: KeyService, *, interval: bool = True) -> AuditLog:
+    timestamper = None
+    if settings.audit_tsa_url and settings.audit_tsa_cert and settings.audit_tsa_root:
+        authority = TimestampAuthority.from_files(
+            settings.audit_tsa_url, settings.audit_tsa_cert, settings.audit_tsa_root
+        )
+        timestamper = authority.stamp
     return AuditLog(
         create_store_engine(settings.effective_database_url),
         signers(keys, settings.audit_origin),
         settings.audit_origin,
         checkpoint_interval=settings.audit_checkpoint_seconds if interval else None,
+        timestamper=timestamper,
     )
 
 

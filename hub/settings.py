@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         default="hub.local/audit", pattern=r"^[^\s+]+$", description="the audit log's origin line and key name"
     )
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0, description="checkpoint interval when the log grew")
+    audit_tsa_url: str | None = Field(default=None, description="RFC 3161 TSA for checkpoint time-stamps (optional)")
+    audit_tsa_cert: Path | None = Field(default=None, description="PEM certificate of that TSA")
+    audit_tsa_root: Path | None = Field(default=None, description="PEM root certificate(s) the TSA chains to")
     master_passphrase: SecretStr | None = Field(default=None, description="unlocks the keystore (scrypt)")
     master_key: SecretStr | None = Field(default=None, description="unlocks the keystore directly (hex/base64)")
 
@@ -111,6 +114,12 @@ class Settings(BaseSettings):
         if value and not value.startswith(("sqlite:", "postgresql:", "postgresql+")):
             raise ValueError(f"expected a sqlite: or postgresql: SQLAlchemy URL, got scheme {value.split(':')[0]!r}")
         return value
+
+    @model_validator(mode="after")
+    def _tsa_is_complete(self) -> Settings:
+        if self.audit_tsa_url and not (self.audit_tsa_cert and self.audit_tsa_root):
+            raise ValueError("HUB_AUDIT_TSA_URL needs HUB_AUDIT_TSA_CERT and HUB_AUDIT_TSA_ROOT (PEM files)")
+        return self
 
     @model_validator(mode="after")
     def _kafka_needs_servers(self) -> Settings:

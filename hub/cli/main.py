@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from audit.log import AuditUnavailable, TamperedLog
+from audit.timestamp import TimestampError
 from audit.witness import WitnessRefusal
 from hub.cli import audit, catalog, keys
 from hub.cli.console import err
@@ -53,7 +54,7 @@ def serve(
 def main() -> None:
     try:
         app()
-    except (HubError, KeysError, AuditUnavailable, TamperedLog, WitnessRefusal) as error:
+    except (HubError, KeysError, AuditUnavailable, TamperedLog, WitnessRefusal, TimestampError) as error:
         err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
