@@ -29,6 +29,7 @@ from audit.merkle import MerkleTree, leaf_hash
 from audit.note import Checkpoint, NoteSigner
 
 MAX_BATCH = 256
+SEQUENCER_LOCK = 0x6875622D61756474  # pg_advisory_xact_lock key ("hub-audt")
 # How long the writer waits for more appends when the queue runs dry mid-batch. Measured here it only
 # costs throughput (with 64 async appenders: 48k/s at 0 ms, 28k/s at 1 ms, 18k/s at 2 ms), because a
 # commit takes long enough for the next batch to queue up by itself; kept as an option for disks
@@ -231,8 +232,9 @@ class AuditLog:
                     # "Durable" means surviving power loss, not only a crash: WAL commits fsync with FULL.
                     connection.exec_driver_sql("PRAGMA synchronous=FULL")
                 if self.engine.dialect.name == "postgresql":
-                    # Serialises writers of all processes; then number after whatever they committed.
-                    connection.execute(text("LOCK TABLE audit_entry IN EXCLUSIVE MODE"))
+                    # Serialises writers of all processes, then numbers after whatever they committed. An
+                    # advisory lock needs no table privilege, so the app role can stay insert-only.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCER_LOCK})
                     self._catch_up(connection=connection)
                 base = self.tree.size
                 now = utc_stamp()  # one time stamp per batch: the entries were committed together

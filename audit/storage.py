@@ -89,7 +89,24 @@ def install(engine: Engine) -> None:
         blob = "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
         with engine.begin() as connection:
             connection.execute(text(f"ALTER TABLE audit_checkpoint ADD COLUMN timestamp_token {blob}"))
-    statements = _POSTGRES if engine.dialect.name == "postgresql" else _SQLITE
+    if engine.dialect.name == "postgresql":
+        if _postgres_guards_in_place(engine):
+            return  # an insert-only application role may not (and need not) run the DDL
+        statements = _POSTGRES
+    else:
+        statements = _SQLITE
     with engine.begin() as connection:
         for statement in statements:
             connection.execute(text(statement))
+
+
+_PG_TRIGGERS = (
+    [f"{t}_no_change" for t in PROTECTED] + [f"{t}_no_truncate" for t in PROTECTED] + ["audit_entry_contiguous"]
+)
+
+
+def _postgres_guards_in_place(engine: Engine) -> bool:
+    """Every guard trigger exists and is ENABLE ALWAYS ('A')."""
+    query = text("SELECT count(*) FROM pg_trigger WHERE tgname = ANY(:names) AND tgenabled = 'A'")
+    with engine.connect() as connection:
+        return int(connection.execute(query, {"names": _PG_TRIGGERS}).scalar_one()) == len(_PG_TRIGGERS)

@@ -152,3 +152,33 @@ def test_entries_refuse_personal_data_shapes() -> None:
         EntryDraft(type="admin", actor=DRAFT.actor, subject="11010519491231002X")
     with pytest.raises(ValueError, match="reserved keys"):
         EntryDraft(type="admin", actor=DRAFT.actor, detail={"seq": 1})
+
+
+def test_postgres_insert_only_role_from_the_docs(postgres_url: str) -> None:
+    """The GRANTs in docs/audit.md are enough to append, and refuse everything else."""
+    from sqlalchemy.engine import make_url
+
+    owner = create_sql_engine(postgres_url)
+    AuditLog(owner, NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN).close()  # the owner installs
+    with owner.begin() as connection:
+        connection.execute(text("CREATE ROLE hub_app_test LOGIN"))
+        connection.execute(
+            text("GRANT SELECT, INSERT ON audit_entry, audit_checkpoint, audit_cosignature TO hub_app_test")
+        )
+        connection.execute(
+            text("GRANT USAGE ON SEQUENCE audit_checkpoint_id_seq, audit_cosignature_id_seq TO hub_app_test")
+        )
+    app_url = make_url(postgres_url).set(username="hub_app_test").render_as_string(hide_password=False)
+    app = AuditLog(create_sql_engine(app_url), NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN)
+    try:
+        assert [app.append(DRAFT).seq for _ in range(3)] == [0, 1, 2]
+        app.checkpoint()
+        for statement in ("UPDATE audit_entry SET body = body", "DELETE FROM audit_entry", "TRUNCATE audit_entry"):
+            with pytest.raises(DBAPIError, match=r"permission denied|append-only"), app.engine.begin() as connection:
+                connection.execute(text(statement))
+    finally:
+        app.close()
+        app.engine.dispose()
+        with owner.begin() as connection:
+            connection.execute(text("DROP OWNED BY hub_app_test"))
+            connection.execute(text("DROP ROLE hub_app_test"))
