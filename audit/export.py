@@ -61,11 +61,15 @@ class EntryFilter:
 
 
 def _finish(log: AuditLog, out: Path, note: str, lines: Iterable[str], files: Iterable[str]) -> Path:
-    (out / "checkpoint.note").write_text(note, encoding="utf-8")
     stored = log.latest_checkpoint_row()
-    if stored is not None and stored.note == note and stored.timestamp_token is not None:
-        (out / "checkpoint.tsr").write_bytes(stored.timestamp_token)
-        files = (*files, "checkpoint.tsr")
+    cosigned = note
+    if stored is not None and stored.note == note:
+        # Witnesses' cosignatures are further signature lines on the same note.
+        cosigned = note + "".join(line for line in log.cosignature_lines(stored.id) if line not in note)
+        if stored.timestamp_token is not None:
+            (out / "checkpoint.tsr").write_bytes(stored.timestamp_token)
+            files = (*files, "checkpoint.tsr")
+    (out / "checkpoint.note").write_text(cosigned, encoding="utf-8")
     digests = [f"{name} sha256:{hashlib.sha256((out / name).read_bytes()).hexdigest()}" for name in files]
     manifest = "".join(line + "\n" for line in (MANIFEST_HEADER, log.origin, *lines, *digests))
     (out / "manifest.note").write_text(log.sign(manifest), encoding="utf-8")

@@ -333,6 +333,15 @@ class AuditLog:
         with self.engine.connect() as connection:
             return sorted({int(s) for (s,) in connection.execute(select(storage.checkpoints.c.size))})
 
+    def cosignature_lines(self, checkpoint_id: int) -> list[str]:
+        query = (
+            select(storage.cosignatures.c.line)
+            .where(storage.cosignatures.c.checkpoint_id == checkpoint_id)
+            .order_by(storage.cosignatures.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [str(line) for (line,) in connection.execute(query)]
+
     def add_cosignature(self, checkpoint_id: int, witness: str, line: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(

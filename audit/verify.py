@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -136,11 +136,19 @@ def _timestamp(bundle: Path, manifest: Manifest, checkpoint: Checkpoint, tsa: Tr
     return f"time-stamped by the TSA at {when.isoformat()}"
 
 
-def _checkpoint(bundle: Path, key: VerifierKey, manifest: Manifest) -> Checkpoint:
+def _checkpoint(
+    bundle: Path, key: VerifierKey, manifest: Manifest, witnesses: Sequence[VerifierKey] = ()
+) -> Checkpoint:
     try:
-        checkpoint = Checkpoint.parse(verify_note((bundle / "checkpoint.note").read_text(encoding="utf-8"), key))
-    except NoteError as error:
+        note = (bundle / "checkpoint.note").read_text(encoding="utf-8")
+        checkpoint = Checkpoint.parse(verify_note(note, key))
+    except (NoteError, OSError) as error:
         raise VerificationError(f"checkpoint: {error}") from None
+    for witness in witnesses:
+        try:
+            verify_note(note, witness)
+        except NoteError as error:
+            raise VerificationError(f"checkpoint: witness {witness.name}: {error}") from None
     if checkpoint.origin != manifest.origin or checkpoint.origin != key.name:
         raise VerificationError("checkpoint: from another log (origin mismatch)")
     if checkpoint.size != manifest.checkpoint_size:
@@ -154,14 +162,16 @@ def verify_bundle(
     state: Path | None = None,
     expect: tuple[int, int] | None = None,
     tsa: TrustedTsa | None = None,
+    witnesses: Sequence[VerifierKey] = (),
 ) -> Verdict:
+    """Verify a bundle; ``witnesses`` are cosigners whose valid cosignature the auditor requires."""
     manifest = _read_manifest(bundle, key)
     if "checkpoint.tsr" in manifest.fields:
         _check_digests(bundle, manifest.fields, ("checkpoint.tsr",))
     if "filter" in manifest.fields:
         if expect is not None:
             raise VerificationError("a filtered bundle has no range; do not pass --start/--end")
-        verdict = _verify_filtered(bundle, key, manifest, state)
+        verdict = _verify_filtered(bundle, key, manifest, state, witnesses)
         checkpoint = Checkpoint(verdict.origin, verdict.checkpoint_size, verdict.root)
         return replace(verdict, timestamp=_timestamp(bundle, manifest, checkpoint, tsa))
     origin, size = manifest.origin, manifest.checkpoint_size
@@ -171,7 +181,7 @@ def verify_bundle(
     if not 0 <= start <= end <= size:
         raise VerificationError("manifest: impossible range")
     _check_digests(bundle, manifest.fields, ("entries.jsonl", "frontier.json", "consistency.json", "checkpoint.note"))
-    checkpoint = _checkpoint(bundle, key, manifest)
+    checkpoint = _checkpoint(bundle, key, manifest, witnesses)
 
     try:
         raw = json.loads((bundle / "frontier.json").read_text(encoding="utf-8"))
@@ -208,14 +218,16 @@ def verify_bundle(
     return Verdict(origin, start, end, size, checkpoint.root, timestamp=stamp)
 
 
-def _verify_filtered(bundle: Path, key: VerifierKey, manifest: Manifest, state: Path | None) -> Verdict:
+def _verify_filtered(
+    bundle: Path, key: VerifierKey, manifest: Manifest, state: Path | None, witnesses: Sequence[VerifierKey]
+) -> Verdict:
     """Every listed entry is in the signed log at its sequence number and matches the signed filter.
 
     Inclusion proofs show that what is listed is genuine; they cannot show that nothing matching was
     left out. Completeness needs a range bundle (docs/audit.md).
     """
     _check_digests(bundle, manifest.fields, ("entries.jsonl", "inclusion.jsonl", "checkpoint.note"))
-    checkpoint = _checkpoint(bundle, key, manifest)
+    checkpoint = _checkpoint(bundle, key, manifest, witnesses)
     selection = manifest.fields["filter"]
     wanted = {} if selection == "all" else dict(part.split("=", 1) for part in selection.split(" "))
     count, previous = 0, -1
@@ -335,13 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=int)
     parser.add_argument("--tsa-cert", type=Path, help="PEM certificate of the time-stamping authority")
     parser.add_argument("--tsa-root", type=Path, help="PEM root certificate(s) the TSA chains to")
+    parser.add_argument("--witness", action="append", default=[], help="a witness's key whose cosignature is required")
     args = parser.parse_args(argv)
     try:
         key_text = Path(args.key).read_text(encoding="utf-8") if Path(args.key).is_file() else args.key
         key = VerifierKey.parse(key_text)
         expect = (args.start, args.end) if args.start is not None and args.end is not None else None
         tsa = TrustedTsa(args.tsa_cert, args.tsa_root) if args.tsa_cert and args.tsa_root else None
-        verdict = verify_bundle(args.bundle, key, args.state, expect, tsa)
+        witnesses = [VerifierKey.parse(w) for w in args.witness]
+        verdict = verify_bundle(args.bundle, key, args.state, expect, tsa, witnesses)
     except (VerificationError, NoteError) as error:
         print(f"INVALID: {error}")
         return 1

@@ -102,3 +102,23 @@ def test_same_size_fork_is_refused(tmp_path: Path, signer: NoteSigner, witness: 
         witness.add_checkpoint(8, [], b.checkpoint())
     a.close()
     b.close()
+
+
+def test_bundles_carry_cosignatures_and_auditors_can_require_them(
+    tmp_path: Path, signer: NoteSigner, witness: Witness
+) -> None:
+    from audit.export import export_bundle
+    from audit.verify import VerificationError, verify_bundle
+
+    log = build(tmp_path / "a.db", signer, 6)
+    note = log.checkpoint()
+    latest = log.latest_checkpoint()
+    assert latest is not None
+    log.add_cosignature(latest[0], "witness.test/w1", witness.add_checkpoint(0, [], note))
+    bundle = export_bundle(log, tmp_path / "bundle")
+    assert "witness.test/w1" in (bundle / "checkpoint.note").read_text()
+    assert verify_bundle(bundle, signer.verifier, witnesses=[witness.verifier]).end == 6
+    other = Witness("witness.test/w2", Ed25519PrivateKey.generate(), tmp_path / "w2.json", [signer.verifier])
+    with pytest.raises(VerificationError, match=r"witness witness\.test/w2: note: no signature"):
+        verify_bundle(bundle, signer.verifier, witnesses=[other.verifier])
+    log.close()
