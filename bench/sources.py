@@ -6,13 +6,18 @@ is the population alone (names, IDs, addresses), so the ratio shows what writing
 
 from __future__ import annotations
 
-import json
-import tempfile
-import time
+import sys
 from pathlib import Path
 
-from hub.synthetic import generate_population, generate_sources
-from hub.synthetic.generate import DEFAULT_AS_OF, DEFAULT_SEED
+# Run as a script, this folder comes first on the import path and bench/keys.py would shadow the keys package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from hub.synthetic import generate_population, generate_sources  # noqa: E402
+from hub.synthetic.generate import DEFAULT_AS_OF, DEFAULT_SEED  # noqa: E402
 
 
 def main(residents: int = 10_000) -> dict[str, float | int]:

@@ -2,8 +2,9 @@
 
 The hot path is ``seal`` with a :class:`DataKey` the caller already holds: one random nonce, one
 header concatenation and one AEAD call, so the envelope costs little over the raw primitive
-(``bench/keys.py`` measures it). Unwrapped DEKs are cached per process for at most ``cache_ttl``
-seconds; shredding evicts at once here and, in other processes, within that bound.
+(``bench/keys.py`` measures it). Unwrapped DEKs are cached per process for ``cache_ttl`` seconds
+(a sweeper thread evicts them within half that again); shredding evicts at once here and, in other
+processes, within 1.5 x ``cache_ttl``. A ``cache_ttl`` of 0 disables the cache.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -112,6 +114,21 @@ class KeyStatus:
     last_rotation: str | None
 
 
+def _sweep(service_ref: weakref.ReferenceType[KeyService], interval: float) -> None:
+    """Evict expired unwrapped keys every ``interval`` seconds, while the service lives.
+
+    This bounds how long another process may still use a key after it was shredded here: at most
+    ``cache_ttl`` plus one interval (1.5 x ``cache_ttl``), without reading a clock on every decryption.
+    """
+    while True:
+        time.sleep(interval)
+        service = service_ref()
+        if service is None:
+            return
+        service._evict_expired()
+        del service
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -138,6 +155,20 @@ class KeyService:
         self._lock = threading.Lock()
         self._index_keys: dict[str, bytes] = {}
         self._prefixes: dict[tuple[str, str], bytes] = {}
+        if cache_ttl > 0:
+            interval = min(cache_ttl / 2, 1.0)
+            threading.Thread(
+                target=_sweep, args=(weakref.ref(self), interval), name="keys-cache-sweeper", daemon=True
+            ).start()
+
+    def _evict_expired(self) -> None:
+        now = _monotonic()
+        with self._lock:
+            for dek_id in [d for d, key in self._by_id.items() if key.expires < now]:
+                del self._by_id[dek_id]
+            live = set(self._by_id)
+            for subject in [s for s, d in self._by_subject.items() if d not in live]:
+                del self._by_subject[subject]
 
     def __repr__(self) -> str:
         return f"KeyService({self.keystore!r}, cached_keys={len(self._by_id)})"
@@ -153,6 +184,8 @@ class KeyService:
         return key
 
     def _remember(self, key: DataKey, subject_ref: bytes | None) -> None:
+        if self.cache_ttl <= 0:
+            return  # no caching at all: every use re-reads the key's row (and so sees a shred at once)
         with self._lock:
             self._by_id[key.dek_id] = key
             if subject_ref is not None:
@@ -254,14 +287,14 @@ class KeyService:
         """Open one field value sealed for exactly this (dataset, record, field)."""
         # Fast path, inlined because it runs once per revealed field: the whole header is associated
         # data, so the tag check covers every header byte and only offsets are read here. Anything
-        # unusual (cache miss, expiry, odd header) takes the full parser in unseal_with.
+        # unusual (cache miss, odd header) takes the full parser in unseal_with.
         # The suite byte and the lengths need no check of their own here: the DEK's own AEAD opens
         # the body with the whole header as associated data, so any altered byte fails the tag, and
         # a body shorter than a tag fails it too.
         if blob[:3] == MAGIC_V1 and len(blob) > _MIN_SEALED:
             nonce_at = blob[KEK_LEN_OFFSET] + _NONCE_AT
             key = self._by_id.get(blob[nonce_at - DEK_ID_SIZE : nonce_at])
-            if key is not None and _monotonic() <= key.expires:
+            if key is not None:  # the sweeper evicts expired keys, so no clock is read here
                 prefix = self._prefixes.get((dataset, field))
                 if prefix is None:
                     prefix = self._prefixes.setdefault((dataset, field), field_prefix(dataset, field))

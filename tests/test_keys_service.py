@@ -212,3 +212,18 @@ def test_round_trip_property(service: KeyService, plaintext: bytes, record: str,
     assert service.unseal(blob, "d.s", record, field) == plaintext
     with pytest.raises(DecryptionError):
         service.unseal(blob, "d.s", record + "x", field)
+
+
+def test_the_sweeper_bounds_how_long_another_process_keeps_a_shredded_key(tmp_path: Path) -> None:
+    import time
+
+    service = make_service(tmp_path, Suite.AES_256_GCM)
+    keystore = Keystore.open(service.keystore.path, master_key=service.keystore._master)
+    reader = KeyService(keystore, service.engine, cache_ttl=0.1)
+    ref = subject(service)
+    blob = service.seal(service.key_for_subject(ref), b"x", *WHERE)
+    assert reader.unseal(blob, *WHERE) == b"x"  # cached in the reader
+    service.shred(ref)
+    time.sleep(0.3)  # more than 1.5 x cache_ttl
+    with pytest.raises(KeyShredded):
+        reader.unseal(blob, *WHERE)
