@@ -54,6 +54,24 @@ class Catalog:
     def datasets_of(self, agency: str) -> list[DatasetDefinition]:
         return [d for d in self.datasets.values() if d.owner == agency]
 
+    def policy_labels(self) -> dict[str, dict[str, Any]]:
+        """What the access policy reads of each dataset: owner, sharing attribute, each field's PI class."""
+        return {
+            d.id: {
+                "owner": d.owner,
+                "sharing": d.sharing.attribute.value,
+                "fields": {
+                    f.name: {"pi": f.pi.value, "category": f.sensitive_category.value if f.sensitive_category else None}
+                    for f in d.fields
+                },
+            }
+            for d in self.datasets.values()
+        }
+
+    def dataset_fields(self) -> dict[str, tuple[str, set[str]]]:
+        """Per dataset: its owner and field names (what an agreement may name)."""
+        return {d.id: (d.owner, {f.name for f in d.fields}) for d in self.datasets.values()}
+
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:

@@ -7,9 +7,10 @@ from sqlmodel import SQLModel
 
 from hub.errors import SettingsError
 
-# Importing the table modules registers them on SQLModel.metadata.
+# Importing the table modules registers them on SQLModel.metadata (the policies' tables live in the same store).
 from hub.store import tables as _tables  # noqa: F401
 from keys.sql import create_sql_engine
+from policies import tables as _policy_tables  # noqa: F401
 
 
 def create_store_engine(url: str) -> Engine:

@@ -1,0 +1,299 @@
+"""Sharing agreements: the Regulation on Government Data Sharing's request-and-approve flow.
+
+    requested --approve--> approved --activate--> active --pause--> paused --resume--> active
+        |                                           |---revoke--> revoked
+        +--reject (written reason)--> rejected      +---(valid_until passes)--> expired
+
+Only an agency admin of the *provider* approves, rejects or activates. Changing an agreement's fields or
+purposes raises its scope version and sends it back to ``requested``: consents given for the old
+scope no longer count (the policy compares scope versions). Every transition is kept in
+``agreement_event`` and reported to the audit sink; each agreement counts the decisions and records
+released under it, for the per-agreement use report.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
+
+from audit.entries import Actor, EntryDraft
+from policies.errors import AgreementError, PolicyInputError
+from policies.purposes import purpose
+from policies.roles import RoleService
+from policies.tables import AgreementEvent, AgreementRow
+
+LawfulBasis = Literal["consent", "statutory_duty", "emergency"]
+AuditSink = Callable[[EntryDraft], object]
+TRANSITIONS: dict[str, set[str]] = {
+    "requested": {"approved", "rejected"},
+    "approved": {"active", "revoked"},
+    "active": {"paused", "revoked", "expired"},
+    "paused": {"active", "revoked", "expired"},
+    "rejected": set(),
+    "revoked": set(),
+    "expired": set(),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: str
+    agency: str
+    role: str
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class AgreementService:
+    def __init__(
+        self,
+        engine: Engine,
+        roles: RoleService,
+        dataset_fields: Mapping[str, tuple[str, set[str]]],
+        audit: AuditSink | None = None,
+        clock: Callable[[], int] = _now,
+    ) -> None:
+        """``dataset_fields`` maps a dataset id to (owner agency, field names), from the catalog."""
+        self.engine = engine
+        self.roles = roles
+        self.dataset_fields = dataset_fields
+        self.audit = audit
+        self.clock = clock
+
+    def _record(self, row: AgreementRow, before: str, actor: Principal, reason: str = "", **detail: Any) -> None:
+        with Session(self.engine) as session:
+            session.add(
+                AgreementEvent(
+                    agreement_id=row.id,
+                    from_status=before,
+                    to_status=row.status,
+                    actor=actor.id,
+                    reason=reason,
+                    at=self.clock(),
+                    detail=detail,
+                )
+            )
+            session.commit()
+        if self.audit is not None:
+            self.audit(
+                EntryDraft(
+                    type="agreement.change",
+                    actor=Actor(agency=actor.agency, principal=actor.id, role=actor.role),
+                    dataset=row.dataset,
+                    detail={"agreement": row.id, "from": before, "to": row.status, "scope_version": row.scope_version},
+                )
+            )
+
+    def _validate(self, dataset: str, provider: str, fields: Sequence[str], purposes: Sequence[str]) -> None:
+        if dataset not in self.dataset_fields:
+            raise PolicyInputError(f"unknown dataset {dataset!r}")
+        owner, known = self.dataset_fields[dataset]
+        if owner != provider:
+            raise PolicyInputError(f"dataset {dataset} is owned by {owner}, not {provider}")
+        unknown = [f for f in fields if f not in known]
+        if unknown:
+            raise PolicyInputError(f"agreement names fields not in the catalog of {dataset}: {', '.join(unknown)}")
+        if not fields or not purposes:
+            raise PolicyInputError("an agreement needs at least one field and one purpose")
+        for code in purposes:
+            purpose(code)
+
+    def request(
+        self,
+        requester: Principal,
+        *,
+        provider: str,
+        dataset: str,
+        fields: Sequence[str],
+        purposes: Sequence[str],
+        lawful_basis: LawfulBasis,
+        valid_from: int,
+        valid_until: int,
+        legal_citation: str = "",
+        necessity: str = "",
+        conditions: str = "",
+    ) -> AgreementRow:
+        if not self.roles.check(requester.id, requester.agency, "agreements", "request"):
+            raise AgreementError(f"{requester.id} may not request agreements for {requester.agency}")
+        self._validate(dataset, provider, fields, purposes)
+        if lawful_basis == "statutory_duty" and not legal_citation.strip():
+            raise PolicyInputError("a statutory-duty agreement needs its legal citation (PIPL 13(3))")
+        if valid_until <= valid_from:
+            raise PolicyInputError("valid_until must be after valid_from")
+        row = AgreementRow(
+            id=f"AGR-{secrets.token_hex(6)}",
+            provider=provider,
+            consumer=requester.agency,
+            dataset=dataset,
+            fields=sorted(set(fields)),
+            purposes=sorted(set(purposes)),
+            lawful_basis=lawful_basis,
+            legal_citation=legal_citation,
+            necessity=necessity,
+            conditions=conditions,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            status="requested",
+            requester=requester.id,
+            approvers=[],
+        )
+        with Session(self.engine) as session:
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+        self._record(row, "", requester)
+        return row
+
+    def get(self, agreement_id: str) -> AgreementRow:
+        with Session(self.engine) as session:
+            row = session.get(AgreementRow, agreement_id)
+        if row is None:
+            raise PolicyInputError(f"unknown agreement {agreement_id!r}")
+        return row
+
+    def _move(
+        self, agreement_id: str, actor: Principal, target: str, reason: str = "", provider_admin: bool = True
+    ) -> AgreementRow:
+        row = self.get(agreement_id)
+        if target not in TRANSITIONS[row.status]:
+            raise AgreementError(f"agreement {agreement_id} is {row.status}; it cannot become {target}")
+        if provider_admin and not (
+            actor.agency == row.provider and self.roles.check(actor.id, row.provider, "agreements", "approve")
+        ):
+            raise AgreementError(f"only an agency admin of the provider ({row.provider}) may do that")
+        before = row.status
+        row.status = target
+        if target == "rejected":
+            row.rejection_reason = reason
+        if target == "approved":
+            row.approvers = [*row.approvers, actor.id]
+        with Session(self.engine) as session:
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+        self._record(row, before, actor, reason)
+        return row
+
+    def approve(self, agreement_id: str, approver: Principal) -> AgreementRow:
+        return self._move(agreement_id, approver, "approved")
+
+    def reject(self, agreement_id: str, approver: Principal, reason: str) -> AgreementRow:
+        if not reason.strip():
+            raise AgreementError("a rejection needs a written reason")
+        return self._move(agreement_id, approver, "rejected", reason)
+
+    def activate(self, agreement_id: str, actor: Principal) -> AgreementRow:
+        return self._move(agreement_id, actor, "active")
+
+    def pause(self, agreement_id: str, actor: Principal, reason: str) -> AgreementRow:
+        return self._move(agreement_id, actor, "paused", reason)
+
+    def resume(self, agreement_id: str, actor: Principal) -> AgreementRow:
+        return self._move(agreement_id, actor, "active")
+
+    def revoke(self, agreement_id: str, actor: Principal, reason: str) -> AgreementRow:
+        return self._move(agreement_id, actor, "revoked", reason)
+
+    def expire_due(self, system: Principal) -> list[str]:
+        """Mark agreements whose validity ended as expired; returns their ids."""
+        now = self.clock()
+        with Session(self.engine) as session:
+            due = session.exec(
+                select(AgreementRow).where(
+                    col(AgreementRow.status).in_(["active", "paused"]), AgreementRow.valid_until <= now
+                )
+            ).all()
+        return [self._move(row.id, system, "expired", "validity period ended", provider_admin=False).id for row in due]
+
+    def change_scope(
+        self,
+        agreement_id: str,
+        actor: Principal,
+        *,
+        fields: Sequence[str] | None = None,
+        purposes: Sequence[str] | None = None,
+    ) -> AgreementRow:
+        """New fields or purposes: a new scope version, back to ``requested``; old consents stop counting."""
+        row = self.get(agreement_id)
+        if actor.agency != row.consumer:
+            raise AgreementError("only the consuming agency may change what it asks for")
+        new_fields = sorted(set(fields)) if fields is not None else row.fields
+        new_purposes = sorted(set(purposes)) if purposes is not None else row.purposes
+        self._validate(row.dataset, row.provider, new_fields, new_purposes)
+        before = row.status
+        row.fields, row.purposes = new_fields, new_purposes
+        row.scope_version += 1
+        row.status = "requested"
+        row.approvers = []
+        with Session(self.engine) as session:
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+        self._record(row, before, actor, "scope changed", fields=len(new_fields), purposes=len(new_purposes))
+        return row
+
+    def relevant(self, consumer: str, provider: str, dataset: str) -> list[AgreementRow]:
+        """Agreements between two agencies for one dataset, in any state (the policy reads their status)."""
+        with Session(self.engine) as session:
+            return list(
+                session.exec(
+                    select(AgreementRow).where(
+                        AgreementRow.consumer == consumer,
+                        AgreementRow.provider == provider,
+                        AgreementRow.dataset == dataset,
+                    )
+                ).all()
+            )
+
+    def count_use(self, agreement_ids: Sequence[str], records: int) -> None:
+        if not agreement_ids:
+            return
+        with Session(self.engine) as session:
+            session.execute(
+                update(AgreementRow)
+                .where(col(AgreementRow.id).in_(list(agreement_ids)))
+                .values(decisions=AgreementRow.decisions + 1, records_released=AgreementRow.records_released + records)
+            )
+            session.commit()
+
+    def usage_report(self) -> list[dict[str, Any]]:
+        with Session(self.engine) as session:
+            rows = session.exec(select(AgreementRow).order_by(AgreementRow.id)).all()
+        return [
+            {
+                "agreement": r.id,
+                "provider": r.provider,
+                "consumer": r.consumer,
+                "dataset": r.dataset,
+                "status": r.status,
+                "decisions": r.decisions,
+                "records_released": r.records_released,
+            }
+            for r in rows
+        ]
+
+
+def as_policy_input(row: AgreementRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "provider": row.provider,
+        "consumer": row.consumer,
+        "dataset": row.dataset,
+        "fields": list(row.fields),
+        "purposes": list(row.purposes),
+        "status": row.status,
+        "valid_from": row.valid_from,
+        "valid_until": row.valid_until,
+        "lawful_basis": row.lawful_basis,
+        "legal_citation": row.legal_citation,
+        "necessity": row.necessity,
+        "scope_version": row.scope_version,
+    }

@@ -1,0 +1,206 @@
+"""The policy decision point: one request about one record -> allow, per-field outcome, obligations, reasons.
+
+Steps: validate the request (purpose code, case id, dataset); check the principal's role with Casbin
+(the coarse gate); gather only what this decision needs — the agreements between the two agencies for
+this dataset and the subject's consents for them — so the Rego input stays small however many
+agreements exist; evaluate the Rego policy (the fine-grained source of truth); record the decision in
+the audit log whatever it is. If the engine or the audit log fails, the answer is a deny: no audit
+entry, no data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit.entries import Actor, Decision, EntryDraft
+from policies.agreements import AgreementService, as_policy_input
+from policies.consents import ConsentLedger
+from policies.engines import RegoEngine
+from policies.errors import PolicyInputError, PolicyUnavailable
+from policies.purposes import check_case_id, purpose
+from policies.roles import RoleService
+
+AuditSink = Callable[[EntryDraft], object]
+
+
+@dataclass(frozen=True)
+class PrincipalContext:
+    id: str
+    agency: str
+    role: str
+    jurisdiction: str
+    training_valid: bool = True
+    mfa: bool = False
+
+
+@dataclass(frozen=True)
+class RecordContext:
+    dataset: str
+    owner: str
+    subject_jurisdiction: str
+    subject_minor_under_14: bool
+    subject_pseudonym: str | None = None
+
+
+@dataclass(frozen=True)
+class Emergency:
+    reason: str
+    declared_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    principal: PrincipalContext
+    record: RecordContext
+    purpose: str
+    action: str = "read"
+    case_id: str | None = None
+    case_assigned: bool = False
+    emergency: Emergency | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    allow: bool
+    fields: dict[str, str]
+    obligations: tuple[str, ...]
+    reasons: tuple[str, ...]
+    policy: str
+    agreements: tuple[str, ...] = field(default=())
+
+    def revealed(self) -> list[str]:
+        return sorted(name for name, outcome in self.fields.items() if outcome == "reveal")
+
+
+class DecisionService:
+    def __init__(
+        self,
+        engine: RegoEngine,
+        roles: RoleService,
+        agreements: AgreementService,
+        consents: ConsentLedger,
+        datasets: Mapping[str, Mapping[str, Any]],
+        audit: AuditSink | None,
+        clock: Callable[[], int] = lambda: int(time.time()),
+    ) -> None:
+        """``datasets``: per dataset id, ``{"owner", "sharing", "fields": {name: {"pi", ...}}}`` from the catalog."""
+        self.engine = engine
+        self.roles = roles
+        self.agreements = agreements
+        self.consents = consents
+        self.datasets = datasets
+        self.audit = audit
+        self.clock = clock
+
+    def build_input(self, request: DecisionRequest) -> dict[str, Any]:
+        purpose(request.purpose)
+        check_case_id(request.case_id)
+        labels = self.datasets.get(request.record.dataset)
+        if labels is None:
+            raise PolicyInputError(f"unknown dataset {request.record.dataset!r}")
+        candidates = self.agreements.relevant(request.principal.agency, request.record.owner, request.record.dataset)
+        consents = (
+            self.consents.current(request.record.subject_pseudonym, [a.id for a in candidates])
+            if request.record.subject_pseudonym
+            else []
+        )
+        p = request.principal
+        return {
+            "principal": {
+                "id": p.id,
+                "agency": p.agency,
+                "roles": [p.role],
+                "jurisdiction": p.jurisdiction,
+                "training_valid": p.training_valid,
+                "auth": {"mfa": p.mfa},
+            },
+            "action": request.action,
+            "purpose": request.purpose,
+            "case": {"id": request.case_id, "assigned": request.case_assigned} if request.case_id else None,
+            "dataset": {"id": request.record.dataset, **labels},
+            "record": {
+                "owner": request.record.owner,
+                "subject_jurisdiction": request.record.subject_jurisdiction,
+                "subject_minor_under_14": request.record.subject_minor_under_14,
+            },
+            "agreements": [as_policy_input(a) for a in candidates],
+            "consents": consents,
+            "emergency": (
+                {
+                    "reason": request.emergency.reason,
+                    "declared_at": request.emergency.declared_at,
+                    "expires_at": request.emergency.expires_at,
+                }
+                if request.emergency
+                else None
+            ),
+            "now": self.clock(),
+        }
+
+    def decide(self, request: DecisionRequest) -> PolicyDecision:
+        p = request.principal
+        if not self.roles.check(p.id, p.agency, "records", request.action):
+            decision = PolicyDecision(
+                allow=False,
+                fields={},
+                obligations=("audit",),
+                reasons=(f"RBAC: {p.id} holds no role in {p.agency} that may {request.action} records",),
+                policy="casbin/rbac-with-domains",
+            )
+        else:
+            document = self.build_input(request)
+            try:
+                raw = self.engine.evaluate(document)
+                decision = PolicyDecision(
+                    allow=bool(raw["allow"]),
+                    fields={str(k): str(v) for k, v in raw["fields"].items()},
+                    obligations=tuple(raw["obligations"]),
+                    reasons=tuple(raw["reasons"]),
+                    policy=str(raw["policy"]),
+                    agreements=tuple(
+                        a["id"]
+                        for a in document["agreements"]
+                        if raw["allow"] and a["status"] == "active" and request.purpose in a["purposes"]
+                    ),
+                )
+            except PolicyUnavailable:
+                decision = PolicyDecision(
+                    False, {}, ("audit",), ("policy engine unavailable: fail closed",), "fail-closed"
+                )
+            except (KeyError, TypeError, ValueError):
+                decision = PolicyDecision(
+                    False, {}, ("audit",), ("policy engine answered malformed: fail closed",), "fail-closed"
+                )
+        self._record(request, decision)
+        if decision.allow and decision.agreements:
+            self.agreements.count_use(decision.agreements, 0)
+        return decision
+
+    def _record(self, request: DecisionRequest, decision: PolicyDecision) -> None:
+        if self.audit is None:
+            return
+        p = request.principal
+        self.audit(
+            EntryDraft(
+                type="access.decision",
+                actor=Actor(agency=p.agency, principal=p.id, role=p.role),
+                purpose=request.purpose,
+                case=request.case_id,
+                dataset=request.record.dataset,
+                subject=request.record.subject_pseudonym,
+                request_id=request.request_id,
+                decision=Decision(
+                    result="permit" if decision.allow else "deny",
+                    policy=decision.policy,
+                    reasons=decision.reasons,
+                    obligations=decision.obligations,
+                ),
+                fields_released=tuple(decision.revealed()),
+                detail={"break_glass": "post_hoc_review" in decision.obligations},
+            )
+        )

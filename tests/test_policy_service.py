@@ -1,0 +1,216 @@
+"""Agreements, consents, roles and audited decisions through the hub's policy runtime, on both databases."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audit.entries import Actor
+from hub.catalog import load_catalog
+from hub.evidence import Evidence, open_audit_log
+from hub.policy import PolicyRuntime
+from hub.protection import open_key_service
+from hub.settings import load_settings
+from policies.agreements import Principal
+from policies.decide import DecisionRequest, Emergency, PrincipalContext, RecordContext
+from policies.engines import OpaServerEngine
+from policies.errors import AgreementError, PolicyInputError, PolicyUnavailable, SeparationOfDuties
+
+NOW = 1795000000
+SUBJECT = "ab" * 32
+OFFICER = PrincipalContext("P-0042", "police", "investigator", "110105", mfa=True)
+POLICE_ADMIN = Principal("PA-1", "police", "agency_admin")
+HEALTH_ADMIN = Principal("HA-1", "health", "agency_admin")
+RECORD = RecordContext("health.visit", "health", "110105", False, SUBJECT)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, database_url: str) -> Iterator[tuple[PolicyRuntime, Evidence]]:
+    settings = load_settings(var_dir=tmp_path, database_url=database_url, master_key=os.urandom(32).hex())
+    keys = open_key_service(settings, create=True)
+    log = open_audit_log(settings, keys, interval=False)
+    evidence = Evidence(log, keys)
+    runtime = PolicyRuntime.open(settings, load_catalog(), evidence)
+    runtime.agreements.clock = runtime.decisions.clock = runtime.consents.clock = lambda: NOW
+    runtime.roles.assign("P-0042", "investigator", "police")
+    runtime.roles.assign("PA-1", "agency_admin", "police")
+    runtime.roles.assign("HA-1", "agency_admin", "health")
+    yield runtime, evidence
+    log.close()
+
+
+def _agreement(
+    runtime: PolicyRuntime, basis: str = "statutory_duty", purposes: tuple[str, ...] = ("missing_person",)
+) -> str:
+    row = runtime.agreements.request(
+        POLICE_ADMIN,
+        provider="health",
+        dataset="health.visit",
+        fields=["visit_no", "patient_name", "hospital", "visit_time", "diagnosis"],
+        purposes=list(purposes),
+        lawful_basis=basis,  # type: ignore[arg-type]
+        legal_citation="PIPL 13(3); People's Police Law 6" if basis == "statutory_duty" else "",
+        necessity="locate missing elderly residents",
+        valid_from=NOW - 100,
+        valid_until=NOW + 86400,
+    )
+    runtime.agreements.approve(row.id, HEALTH_ADMIN)
+    runtime.agreements.activate(row.id, HEALTH_ADMIN)
+    return row.id
+
+
+def _entries(evidence: Evidence) -> list[dict[str, Any]]:
+    return [json.loads(b) for b in evidence.log.bodies(0, evidence.log.size)]
+
+
+def test_lifecycle_and_who_may_move_it(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    rt, evidence = runtime
+    row = rt.agreements.request(
+        POLICE_ADMIN,
+        provider="health",
+        dataset="health.visit",
+        fields=["visit_no"],
+        purposes=["missing_person"],
+        lawful_basis="statutory_duty",
+        legal_citation="PIPL 13(3)",
+        valid_from=NOW,
+        valid_until=NOW + 10,
+    )
+    assert row.status == "requested"
+    with pytest.raises(AgreementError, match="only an agency admin of the provider"):
+        rt.agreements.approve(row.id, POLICE_ADMIN)
+    with pytest.raises(AgreementError, match="written reason"):
+        rt.agreements.reject(row.id, HEALTH_ADMIN, "  ")
+    with pytest.raises(AgreementError, match="cannot become active"):
+        rt.agreements.activate(row.id, HEALTH_ADMIN)
+    rt.agreements.approve(row.id, HEALTH_ADMIN)
+    rt.agreements.activate(row.id, HEALTH_ADMIN)
+    rt.agreements.pause(row.id, HEALTH_ADMIN, "audit of use")
+    assert rt.agreements.resume(row.id, HEALTH_ADMIN).status == "active"
+    rt.agreements.clock = lambda: NOW + 10
+    assert rt.agreements.expire_due(Principal("system", "hub", "operator")) == [row.id]
+    with pytest.raises(AgreementError, match="is expired"):
+        rt.agreements.resume(row.id, HEALTH_ADMIN)
+    changes = [e for e in _entries(evidence) if e["type"] == "agreement.change"]
+    assert [c["detail"]["to"] for c in changes] == ["requested", "approved", "active", "paused", "active", "expired"]
+
+
+def test_bad_input_names_the_offending_value(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    rt, _ = runtime
+    with pytest.raises(PolicyInputError, match=r"fields not in the catalog of health\.visit: insurance_card_no"):
+        rt.agreements.request(
+            POLICE_ADMIN,
+            provider="health",
+            dataset="health.visit",
+            fields=["insurance_card_no"],
+            purposes=["missing_person"],
+            lawful_basis="statutory_duty",
+            legal_citation="x",
+            valid_from=NOW,
+            valid_until=NOW + 1,
+        )
+    with pytest.raises(PolicyInputError, match="unknown purpose code 'curiosity'"):
+        rt.decisions.decide(DecisionRequest(OFFICER, RECORD, "curiosity"))
+    with pytest.raises(PolicyInputError, match="malformed case id 'case 7'"):
+        rt.decisions.decide(DecisionRequest(OFFICER, RECORD, "fraud_investigation", case_id="case 7"))
+    with pytest.raises(PolicyInputError, match="needs its legal citation"):
+        rt.agreements.request(
+            POLICE_ADMIN,
+            provider="health",
+            dataset="health.visit",
+            fields=["visit_no"],
+            purposes=["missing_person"],
+            lawful_basis="statutory_duty",
+            valid_from=NOW,
+            valid_until=NOW + 1,
+        )
+
+
+def test_decisions_are_audited_permit_and_deny(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    rt, evidence = runtime
+    agreement = _agreement(rt)
+    permit = rt.decisions.decide(DecisionRequest(OFFICER, RECORD, "missing_person", request_id="req-1"))
+    assert permit.allow and permit.fields["diagnosis"] == "reveal" and permit.fields["patient_id_number"] == "deny"
+    deny = rt.decisions.decide(DecisionRequest(OFFICER, RECORD, "fraud_warning", request_id="req-2"))
+    assert not deny.allow
+    decisions = [e for e in _entries(evidence) if e["type"] == "access.decision"]
+    assert [d["decision"]["result"] for d in decisions] == ["permit", "deny"]
+    assert decisions[0]["fields_released"] == ["diagnosis", "hospital", "patient_name", "visit_no", "visit_time"]
+    assert decisions[0]["subject"] == SUBJECT and decisions[1]["request_id"] == "req-2"
+    assert decisions[1]["decision"]["reasons"] == [
+        f"PIPL-6-purpose: purpose fraud_warning is not among the purposes of agreement {agreement}"
+    ]
+    assert rt.agreements.get(agreement).decisions == 1
+
+
+def test_roles_gate_and_separation_of_duties(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    rt, _ = runtime
+    stranger = PrincipalContext("X-9", "police", "officer", "110105")
+    decision = rt.decisions.decide(DecisionRequest(stranger, RECORD, "missing_person"))
+    assert not decision.allow and decision.reasons[0].startswith("RBAC: X-9 holds no role in police")
+    with pytest.raises(SeparationOfDuties):
+        rt.roles.assign("HA-1", "auditor", "civil_affairs")
+    with pytest.raises(PolicyInputError, match="unknown role 'superuser'"):
+        rt.roles.assign("X-9", "superuser", "police")
+
+
+def test_consent_withdrawal_and_scope_change(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    rt, evidence = runtime
+    rt.roles.assign("C-1", "community_officer", "civil_affairs")
+    rt.roles.assign("CA-1", "agency_admin", "civil_affairs")
+    requester = Principal("CA-1", "civil_affairs", "agency_admin")
+    row = rt.agreements.request(
+        requester,
+        provider="health",
+        dataset="health.visit",
+        fields=["visit_no", "patient_name", "diagnosis"],
+        purposes=["welfare_check"],
+        lawful_basis="consent",
+        valid_from=NOW - 10,
+        valid_until=NOW + 1000,
+    )
+    rt.agreements.approve(row.id, HEALTH_ADMIN)
+    rt.agreements.activate(row.id, HEALTH_ADMIN)
+    counter = Actor(agency="civil_affairs", principal="counter-7", role="agency_admin")
+    for kind in ("separate_provision", "separate_sensitive"):
+        rt.consents.grant(SUBJECT, row.id, kind, ["welfare_check"], 1, "notice v3 text", "counter", counter)
+    officer = PrincipalContext("C-1", "civil_affairs", "community_officer", "110105", mfa=True)
+    assert rt.decisions.decide(DecisionRequest(officer, RECORD, "welfare_check")).fields["diagnosis"] == "reveal"
+    rt.consents.withdraw(SUBJECT, row.id, "separate_sensitive", "app", counter)
+    after = rt.decisions.decide(DecisionRequest(officer, RECORD, "welfare_check"))
+    assert after.fields["diagnosis"] == "deny" and after.fields["patient_name"] == "reveal"
+    rt.agreements.change_scope(row.id, requester, fields=["visit_no", "patient_name", "diagnosis", "visit_time"])
+    assert rt.agreements.get(row.id).scope_version == 2 and rt.agreements.get(row.id).status == "requested"
+    history = rt.consents.history(SUBJECT)
+    assert [h.action for h in history] == ["grant", "grant", "withdraw"]
+    assert history[0].notice_hash.startswith("sha256:") and history[0].channel == "counter"
+    assert sum(1 for e in _entries(evidence) if e["type"] == "consent.change") == 3
+
+
+def test_break_glass_is_audited_for_post_hoc_review(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    rt, evidence = runtime
+    request = DecisionRequest(
+        OFFICER, RECORD, "missing_person", emergency=Emergency("elderly missing", NOW - 60, NOW + 3600)
+    )
+    decision = rt.decisions.decide(request)
+    assert decision.allow and "post_hoc_review" in decision.obligations
+    entry = [e for e in _entries(evidence) if e["type"] == "access.decision"][-1]
+    assert entry["detail"]["break_glass"] is True
+
+
+def test_an_unreachable_policy_engine_fails_closed(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    rt, evidence = runtime
+    _agreement(rt)
+    with pytest.raises(PolicyUnavailable):
+        OpaServerEngine("http://127.0.0.1:9", upload={"x.rego": "package x"})
+    rt.decisions.engine = OpaServerEngine("http://127.0.0.1:9")
+    decision = rt.decisions.decide(DecisionRequest(OFFICER, RECORD, "missing_person"))
+    assert (
+        not decision.allow and decision.fields == {} and decision.reasons == ("policy engine unavailable: fail closed",)
+    )
+    assert _entries(evidence)[-1]["decision"]["result"] == "deny"
