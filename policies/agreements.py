@@ -26,7 +26,7 @@ from audit.entries import Actor, EntryDraft
 from policies.errors import AgreementError, PolicyInputError
 from policies.purposes import purpose
 from policies.roles import RoleService
-from policies.tables import AgreementEvent, AgreementRow
+from policies.tables import AgreementEvent, AgreementRow, PolicyVersion
 
 LawfulBasis = Literal["consent", "statutory_duty", "emergency"]
 AuditSink = Callable[[EntryDraft], object]
@@ -48,8 +48,25 @@ class Principal:
     role: str
 
 
+INDEX_CHECK_SECONDS = 2.0
+
+
 def _now() -> int:
     return int(time.time())
+
+
+def _version(engine: Engine) -> int:
+    with Session(engine) as session:
+        row = session.get(PolicyVersion, "agreements")
+        return row.version if row else 0
+
+
+def _bump(engine: Engine) -> None:
+    with Session(engine) as session:
+        row = session.get(PolicyVersion, "agreements") or PolicyVersion(name="agreements", version=0)
+        row.version += 1
+        session.add(row)
+        session.commit()
 
 
 class AgreementService:
@@ -67,8 +84,12 @@ class AgreementService:
         self.dataset_fields = dataset_fields
         self.audit = audit
         self.clock = clock
+        self._index: dict[tuple[str, str, str], list[AgreementRow]] = {}
+        self._index_version: int | None = None
+        self._index_checked = 0.0
 
     def _record(self, row: AgreementRow, before: str, actor: Principal, reason: str = "", **detail: Any) -> None:
+        self._changed()
         with Session(self.engine) as session:
             session.add(
                 AgreementEvent(
@@ -241,17 +262,31 @@ class AgreementService:
         return row
 
     def relevant(self, consumer: str, provider: str, dataset: str) -> list[AgreementRow]:
-        """Agreements between two agencies for one dataset, in any state (the policy reads their status)."""
+        """Agreements between two agencies for one dataset, in any state (the policy reads their status).
+
+        Served from an in-memory index, rebuilt when the ``agreements`` policy version moves: at once for
+        changes made through this service, within ``INDEX_CHECK_SECONDS`` for other processes'.
+        """
+        self._maybe_rebuild()
+        return list(self._index.get((consumer, provider, dataset), ()))
+
+    def _maybe_rebuild(self) -> None:
+        now = time.monotonic()
+        if self._index_version is not None and now - self._index_checked < INDEX_CHECK_SECONDS:
+            return
+        self._index_checked = now
+        version = _version(self.engine)
+        if version == self._index_version:
+            return
+        index: dict[tuple[str, str, str], list[AgreementRow]] = {}
         with Session(self.engine) as session:
-            return list(
-                session.exec(
-                    select(AgreementRow).where(
-                        AgreementRow.consumer == consumer,
-                        AgreementRow.provider == provider,
-                        AgreementRow.dataset == dataset,
-                    )
-                ).all()
-            )
+            for row in session.exec(select(AgreementRow)).all():
+                index.setdefault((row.consumer, row.provider, row.dataset), []).append(row)
+        self._index, self._index_version = index, version
+
+    def _changed(self) -> None:
+        _bump(self.engine)
+        self._index_version = None  # rebuild on next use
 
     def count_use(self, agreement_ids: Sequence[str], records: int) -> None:
         if not agreement_ids:

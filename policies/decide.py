@@ -26,6 +26,21 @@ from policies.roles import RoleService
 AuditSink = Callable[[EntryDraft], object]
 
 
+def narrow(agreements: list[dict[str, Any]], purpose: str, now: int) -> list[dict[str, Any]]:
+    """The agreements the policy needs to see: those that could be usable, or, if none could, all of them.
+
+    Every rule that reads an agreement which is not usable (status, validity or purpose reasons) fires only
+    when no agreement is usable, so dropping the unusable ones whenever a usable one exists cannot change a
+    decision (a property test checks this); it keeps the input small where agreements pile up.
+    """
+    usable = [
+        a
+        for a in agreements
+        if a["status"] == "active" and a["valid_from"] <= now < a["valid_until"] and purpose in a["purposes"]
+    ]
+    return usable or agreements
+
+
 @dataclass(frozen=True)
 class PrincipalContext:
     id: str
@@ -103,9 +118,11 @@ class DecisionService:
         labels = self.datasets.get(request.record.dataset)
         if labels is None:
             raise PolicyInputError(f"unknown dataset {request.record.dataset!r}")
-        candidates = self.agreements.relevant(request.principal.agency, request.record.owner, request.record.dataset)
+        now = self.clock()
+        relevant = self.agreements.relevant(request.principal.agency, request.record.owner, request.record.dataset)
+        candidates = narrow([as_policy_input(a) for a in relevant], request.purpose, now)
         consents = (
-            self.consents.current(request.record.subject_pseudonym, [a.id for a in candidates])
+            self.consents.current(request.record.subject_pseudonym, [a["id"] for a in candidates])
             if request.record.subject_pseudonym
             else []
         )
@@ -128,7 +145,7 @@ class DecisionService:
                 "subject_jurisdiction": request.record.subject_jurisdiction,
                 "subject_minor_under_14": request.record.subject_minor_under_14,
             },
-            "agreements": [as_policy_input(a) for a in candidates],
+            "agreements": candidates,
             "consents": consents,
             "emergency": (
                 {
@@ -139,7 +156,7 @@ class DecisionService:
                 if request.emergency
                 else None
             ),
-            "now": self.clock(),
+            "now": now,
         }
 
     def decide(self, request: DecisionRequest) -> PolicyDecision:

@@ -1,8 +1,8 @@
 """Rego engines behind one interface: the same ``policies/rego/*.rego`` files on every engine.
 
-- :class:`EmbeddedEngine` (default): Microsoft's ``regorus`` interpreter (the ``gordon-to-regorus``
-  build), in process. Measured here at about 8,800 decisions/s; it lacks ``crypto.*`` and ``io.jwt.*``
-  built-ins, which these policies do not use.
+- :class:`EmbeddedEngine` (default): Microsoft's ``regorus`` (the ``gordon-to-regorus`` build), in
+  process, the decision compiled for its RVM; it lacks ``crypto.*`` and ``io.jwt.*`` built-ins, which
+  these policies do not use.
 - :class:`OpaLibraryEngine`: the real OPA engine (Go, v1.20) in process through
   ``opa-golib-python-bindings``; the conformance reference, about 2,200 decisions/s.
 - :class:`OpaServerEngine`: an OPA server over its REST API through ``opa-python-client``, for
@@ -12,6 +12,7 @@ Every engine fails closed: any error becomes :class:`~policies.errors.PolicyUnav
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping
 from importlib import resources
@@ -37,30 +38,47 @@ class RegoEngine(Protocol):
 
 
 class EmbeddedEngine:
-    """regorus, one interpreter per thread (an interpreter holds its input, so it is not shared)."""
+    """regorus in process. The decision rule runs compiled on regorus' RVM (about 3x faster than its
+    interpreter here); any other rule (unit tests, registries) runs on the interpreter. Both hold their
+    input, so each thread gets its own."""
 
-    name = "embedded (regorus)"
+    name = "embedded (regorus RVM)"
 
     def __init__(self, sources: Mapping[str, str] | None = None) -> None:
         import regorus
 
+        modules = sources or rego_sources()
         self._prototype = regorus.Engine()
-        for path, text in (sources or rego_sources()).items():
+        for path, text in modules.items():
             self._prototype.add_policy(path, text)
+        self._program = regorus.Program.compile_from_modules("{}", list(modules.items()), [f"data.{DECISION}"])
         self._local = threading.local()
 
-    def _engine(self) -> Any:
+    def _interpreter(self) -> Any:
         engine = getattr(self._local, "engine", None)
         if engine is None:
             engine = self._local.engine = self._prototype.clone()
         return engine
 
+    def _vm(self) -> Any:
+        vm = getattr(self._local, "vm", None)
+        if vm is None:
+            import regorus
+
+            vm = self._local.vm = regorus.Rvm()
+            vm.load_program(self._program)
+        return vm
+
     def evaluate(self, input_document: Mapping[str, Any], rule: str = DECISION) -> Any:
         try:
-            engine = self._engine()
+            if rule == DECISION:
+                vm = self._vm()
+                vm.set_input_json(json.dumps(input_document))
+                return json.loads(vm.execute())
+            engine = self._interpreter()
             engine.set_input(dict(input_document))
             return engine.eval_rule(f"data.{rule}")
-        except Exception as error:
+        except Exception as error:  # every engine failure means "no decision"
             raise PolicyUnavailable(f"embedded policy engine failed: {type(error).__name__}") from None
 
 

@@ -22,10 +22,21 @@ def opa_server() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module", params=["embedded", "opa-library", "opa-server"])
+class InterpretedEngine(EmbeddedEngine):
+    """regorus' interpreter for the decision too: the RVM's compiled result must match it."""
+
+    def evaluate(self, input_document: Any, rule: str = "hub.access.decision") -> Any:
+        engine = self._interpreter()
+        engine.set_input(dict(input_document))
+        return engine.eval_rule(f"data.{rule}")
+
+
+@pytest.fixture(scope="module", params=["embedded-rvm", "embedded-interpreter", "opa-library", "opa-server"])
 def engine(request: pytest.FixtureRequest) -> RegoEngine:
-    if request.param == "embedded":
+    if request.param == "embedded-rvm":
         return EmbeddedEngine()
+    if request.param == "embedded-interpreter":
+        return InterpretedEngine()
     if request.param == "opa-library":
         return OpaLibraryEngine()
     url = request.getfixturevalue("opa_server")

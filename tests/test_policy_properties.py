@@ -188,3 +188,21 @@ def test_no_not_shared_field_and_no_unfounded_sensitive_field_leaves(doc: dict[s
     if not decision["allow"]:
         assert set(decision["fields"].values()) <= {"deny"}
         assert decision["reasons"], "a denial always says why"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests())
+def test_narrowing_the_agreements_never_changes_a_decision(doc: dict[str, Any]) -> None:
+    from policies.decide import narrow
+
+    # What the decision point does: the agreements between the two agencies for this dataset, then narrow.
+    relevant = [
+        a
+        for a in doc["agreements"]
+        if a["consumer"] == doc["principal"]["agency"]
+        and a["provider"] == doc["record"]["owner"]
+        and a["dataset"] == doc["dataset"]["id"]
+    ]
+    full = ENGINE.evaluate({**doc, "agreements": relevant})
+    narrowed = ENGINE.evaluate({**doc, "agreements": narrow(relevant, doc["purpose"], doc["now"])})
+    assert narrowed == full

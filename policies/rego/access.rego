@@ -25,12 +25,15 @@ investigative if input.purpose in investigative_purposes
 
 # ---------------------------------------------------------------- agreements (Government Data Sharing Regulation)
 
-candidates contains a if {
+# Agreements are keyed by id: sets of whole objects would make the engine hash every agreement.
+candidate_by_id[a.id] := a if {
 	some a in input.agreements
 	a.consumer == principal.agency
 	a.provider == record.owner
 	a.dataset == dataset.id
 }
+
+candidates := [a | some _, a in candidate_by_id]
 
 in_force(a) if {
 	a.status == "active"
@@ -38,11 +41,13 @@ in_force(a) if {
 	input.now < a.valid_until
 }
 
-usable contains a if {
-	some a in candidates
+usable_ids contains id if {
+	some id, a in candidate_by_id
 	in_force(a)
 	input.purpose in a.purposes
 }
+
+usable := [candidate_by_id[id] | some id in usable_ids]
 
 # ---------------------------------------------------------------- break-glass (PIPL 13(4))
 
@@ -162,132 +167,111 @@ consent_valid(a, kind) if {
 	c.granted_at <= input.now
 }
 
+# Lawful bases, decided once per agreement (as sets of agreement ids) rather than once per field: a
+# field's basis depends on the field only through its personal-information class.
+#
 # Under a consent basis, provision to another agency needs separate consent (PIPL 23) and sensitive fields
-# separate consent (PIPL 29); for a subject under 14 a guardian's consent stands for both (PIPL 31).
-consent_covers(a, field) if {
-	not record.subject_minor_under_14
-	consent_valid(a, "separate_provision")
-	not dataset.fields[field].pi == "sensitive"
+# separate consent too (PIPL 29); for a subject under 14 a guardian's consent stands for both (PIPL 31).
+# A statutory duty (PIPL 13(3)) needs its legal citation and a necessity justification; an emergency
+# agreement (PIPL 13(4)) needs a valid emergency declaration.
+
+covers_all contains a.id if {
+	some a in usable
+	a.lawful_basis == "statutory_duty"
+	count(trim_space(a.legal_citation)) > 0
+	count(trim_space(a.necessity)) > 0
 }
 
-consent_covers(a, field) if {
-	not record.subject_minor_under_14
-	consent_valid(a, "separate_provision")
-	dataset.fields[field].pi == "sensitive"
-	consent_valid(a, "separate_sensitive")
+covers_all contains a.id if {
+	some a in usable
+	a.lawful_basis == "emergency"
+	emergency_valid
 }
 
-consent_covers(a, _) if {
+covers_all contains a.id if {
+	some a in usable
+	a.lawful_basis == "consent"
 	record.subject_minor_under_14
 	consent_valid(a, "guardian")
 }
 
-# A lawful basis for one field under one agreement.
-field_basis(a, field) if {
+covers_all contains a.id if {
+	some a in usable
 	a.lawful_basis == "consent"
-	consent_covers(a, field)
+	not record.subject_minor_under_14
+	consent_valid(a, "separate_provision")
+	consent_valid(a, "separate_sensitive")
 }
 
-field_basis(a, field) if {
-	a.lawful_basis == "statutory_duty"
-	count(trim_space(a.legal_citation)) > 0
-	count(trim_space(a.necessity)) > 0
-	not dataset.fields[field].pi == "none"
+covers_non_sensitive contains a.id if {
+	some a in usable
+	a.lawful_basis == "consent"
+	not record.subject_minor_under_14
+	consent_valid(a, "separate_provision")
 }
 
-field_basis(a, field) if {
-	a.lawful_basis == "emergency"
-	emergency_valid
-	not dataset.fields[field].pi == "none"
+# The fields some usable agreement covers with a lawful basis. Rules, not functions: engines evaluate
+# them once per decision.
+agreed_fields contains field if {
+	some a in usable
+	a.id in covers_all
+	some field in a.fields
 }
 
-field_basis(_, field) if dataset.fields[field].pi == "none"
+agreed_fields contains field if {
+	some a in usable
+	a.id in covers_non_sensitive
+	some field in a.fields
+	not dataset.fields[field].pi == "sensitive"
+}
 
-agreed(field) := [a | some a in usable; field in a.fields; field_basis(a, field)]
+agreed_fields contains field if {
+	some a in usable
+	some field in a.fields
+	dataset.fields[field].pi == "none"
+}
 
 # ---------------------------------------------------------------- per-field outcome
-
-sensitive(field) if dataset.fields[field].pi == "sensitive"
+# Computed as sets, once per decision: the fields the basis lets through, and those of them masked for
+# want of multi-factor authentication. Everything else is denied.
 
 mfa if principal.auth.mfa
 
-field_outcome(field) := "deny" if not allow
-
-field_outcome(field) := "reveal" if {
+permitted contains name if {
 	allow
-	basis == "own-agency"
-	not sensitive(field)
+	basis in {"own-agency", "break-glass"}
+	some name, _ in dataset.fields
 }
 
-field_outcome(field) := "reveal" if {
-	allow
-	basis == "own-agency"
-	sensitive(field)
-	mfa
-}
-
-field_outcome(field) := "reveal" if {
+permitted contains name if {
 	allow
 	basis == "agreement"
-	count(agreed(field)) > 0
-	not sensitive(field)
+	some name in agreed_fields
+	dataset.fields[name]
 }
 
-field_outcome(field) := "reveal" if {
-	allow
-	basis == "agreement"
-	count(agreed(field)) > 0
-	sensitive(field)
-	mfa
-}
-
-field_outcome(field) := "reveal" if {
-	allow
-	basis == "break-glass"
-	not sensitive(field)
-}
-
-field_outcome(field) := "reveal" if {
-	allow
-	basis == "break-glass"
-	sensitive(field)
-	mfa
-}
-
-field_outcome(field) := "mask" if {
-	allow
-	sensitive(field)
+masked contains name if {
+	some name in permitted
+	dataset.fields[name].pi == "sensitive"
 	not mfa
-	stepped_up_candidate(field)
 }
 
-field_outcome(field) := "deny" if {
-	allow
-	basis == "agreement"
-	count(agreed(field)) == 0
-}
-
-stepped_up_candidate(_) if basis in {"own-agency", "break-glass"}
-
-stepped_up_candidate(field) if {
-	basis == "agreement"
-	count(agreed(field)) > 0
-}
-
-fields := {name: field_outcome(name) | some name, _ in dataset.fields}
+fields := object.union_n([
+	{name: "deny" | some name, _ in dataset.fields; not name in permitted},
+	{name: "reveal" | some name in permitted; not name in masked},
+	{name: "mask" | some name in masked},
+])
 
 field_reasons contains msg if {
 	allow
 	basis == "agreement"
 	some name, _ in dataset.fields
-	count(agreed(name)) == 0
+	not name in permitted
 	msg := sprintf("%s: not revealed: outside the agreement's fields or without a lawful basis (PIPL 13, 23, 29, 31)", [name])
 }
 
 field_reasons contains msg if {
-	allow
-	some name, outcome in fields
-	outcome == "mask"
+	some name in masked
 	msg := sprintf("%s: masked: sensitive field needs multi-factor authentication", [name])
 }
 
@@ -300,10 +284,7 @@ obligations contains "post_hoc_review" if {
 	basis == "break-glass"
 }
 
-obligations contains "step_up_required" if {
-	some _, outcome in fields
-	outcome == "mask"
-}
+obligations contains "step_up_required" if count(masked) > 0
 
 obligations contains "notify_subject" if {
 	allow
