@@ -23,14 +23,17 @@ from hub.cli.catalog import catalog_table
 from hub.cli.console import out
 from hub.evidence import Evidence, open_audit_log, operator_actor, shred_entry, witness_latest
 from hub.identifiers import is_valid_id_number
+from hub.policy import PolicyRuntime
 from hub.protection import DEMO_PASSPHRASE, Erased, RecordProtector, open_key_service
 from hub.settings import Settings
 from hub.store import RecordStore, create_store_engine, init_schema
-from hub.store.records import Provenance
+from hub.store.records import ProtectedRecord, Provenance
 from hub.synthetic import SourceManifest, generate_sources
 from hub.synthetic.civil_affairs import CATEGORIES
 from hub.synthetic.probe import probe_sources
 from keys.errors import KeyShredded
+from policies.agreements import Principal
+from policies.decide import DecisionRequest, Emergency, PrincipalContext, RecordContext
 
 
 def sources_table(manifest: SourceManifest, readable: dict[str, int]) -> Table:
@@ -94,7 +97,10 @@ def run_demo(settings: Settings, residents: int, seed: int) -> None:
                 },
             )
         )
-        demo_protection(settings, manifest, Path(sources_dir), catalog, RecordStore(engine, catalog), evidence)
+        protector, records = demo_protection(
+            settings, manifest, Path(sources_dir), catalog, RecordStore(engine, catalog), evidence
+        )
+        demo_policies(settings, catalog, evidence, protector, records[1])
         demo_audit(settings, evidence)
     finally:
         log.close()
@@ -123,7 +129,7 @@ def demo_protection(
     catalog: Catalog,
     store: RecordStore,
     evidence: Evidence,
-) -> None:
+) -> tuple[RecordProtector, list[ProtectedRecord]]:
     """Seal the civil-affairs registry under per-resident keys, show a masked record, shred one resident."""
     out.rule("[bold]Keys[/]: per-resident envelope encryption, masking, crypto-shredding")
     if settings.master_passphrase is None and settings.master_key is None:
@@ -176,6 +182,7 @@ def demo_protection(
         f"Crypto-shredded that resident: data key {receipt.dek_id[:12]}… destroyed at {receipt.shredded_at}; "
         f"{gone} personal fields now read as erased, everywhere they were copied."
     )
+    return protector, records
 
 
 def demo_audit(settings: Settings, evidence: Evidence) -> None:
@@ -197,3 +204,74 @@ def demo_audit(settings: Settings, evidence: Evidence) -> None:
     out.print(f"[{colour}]{result.stdout.strip()}[/]", highlight=False)
     if result.returncode != 0:
         raise SystemExit("the offline verifier rejected the demo's own bundle")
+
+
+def _shown(value: object) -> str:
+    return "—" if value is None else ", ".join(value) if isinstance(value, list) else str(value)
+
+
+def demo_policies(
+    settings: Settings, catalog: Catalog, evidence: Evidence, protector: RecordProtector, record: ProtectedRecord
+) -> None:
+    """An investigator with a case, the same officer without one, and a break-glass request, all audited."""
+    out.rule("[bold]Policies[/]: roles (Casbin), need-to-know (Rego), agreements, break-glass")
+    runtime = PolicyRuntime.open(settings, catalog, evidence)
+    for principal, role, agency in (
+        ("P-0042", "investigator", "police"),
+        ("PA-1", "agency_admin", "police"),
+        ("CA-1", "agency_admin", "civil_affairs"),
+        ("H-7", "officer", "health"),
+    ):
+        runtime.roles.assign(principal, role, agency)
+    now = int(time.time())
+    agreement = runtime.agreements.request(
+        Principal("PA-1", "police", "agency_admin"),
+        provider="civil_affairs",
+        dataset="civil_affairs.vulnerable_person",
+        fields=["person_no", "name", "category", "address", "phone", "guardian_name", "guardian_phone", "community"],
+        purposes=["fraud_investigation", "missing_person"],
+        lawful_basis="statutory_duty",
+        legal_citation="PIPL 13(3); People's Police Law art. 6",
+        necessity="identify and protect vulnerable residents targeted by fraud or missing",
+        valid_from=now - 60,
+        valid_until=now + 180 * 86400,
+    )
+    civil_admin = Principal("CA-1", "civil_affairs", "agency_admin")
+    runtime.agreements.approve(agreement.id, civil_admin)
+    runtime.agreements.activate(agreement.id, civil_admin)
+    out.print(
+        f"Agreement {agreement.id}: police <- civil_affairs.vulnerable_person, statutory duty, approved and active."
+    )
+    values = protector.reveal(record)
+    masked = protector.masked(record)
+    context = RecordContext(
+        record.dataset_id, "civil_affairs", str(values["district"]), False, evidence.pseudonym(str(values["id_number"]))
+    )
+    officer = PrincipalContext("P-0042", "police", "investigator", str(values["district"]), mfa=False)
+    with_case = runtime.decisions.decide(
+        DecisionRequest(officer, context, "fraud_investigation", case_id="CASE-2026-0417", case_assigned=True)
+    )
+    table = Table(title=f"Investigator P-0042, case CASE-2026-0417, {record.record_key}", title_justify="left")
+    for column in ("field", "decision", "shown"):
+        table.add_column(column)
+    for field, outcome in sorted(with_case.fields.items()):
+        shown = values.get(field) if outcome == "reveal" else masked.get(field) if outcome == "mask" else None
+        colour = {"reveal": "green", "mask": "yellow", "deny": "red"}[outcome]
+        table.add_row(field, f"[{colour}]{outcome}[/]", _shown(shown) if outcome != "deny" else "—")
+    out.print(table)
+    out.print(f"obligations: {', '.join(with_case.obligations)}")
+    without = runtime.decisions.decide(DecisionRequest(officer, context, "fraud_investigation"))
+    out.print(f"Same officer, no case: [red]refused[/] — {'; '.join(without.reasons)}")
+    emergency = runtime.decisions.decide(
+        DecisionRequest(
+            PrincipalContext("H-7", "health", "officer", str(values["district"]), mfa=True),
+            context,
+            "missing_person",
+            emergency=Emergency("resident with dementia missing since 06:00", now - 60, now + 4 * 3600 - 60),
+        )
+    )
+    out.print(
+        f"Health officer, no agreement, missing-person emergency: "
+        f"{'[green]allowed[/]' if emergency.allow else '[red]refused[/]'} under break-glass; "
+        f"obligations: {', '.join(emergency.obligations)}"
+    )
