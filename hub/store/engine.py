@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
+from connectors import tables as _connector_tables  # noqa: F401
 from hub.errors import SettingsError
 
 # Importing the table modules registers them on SQLModel.metadata (the policies' tables live in the same store).

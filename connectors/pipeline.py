@@ -1,0 +1,77 @@
+"""Running connectors and the materialiser with the hub's settings: the ``hub connectors`` and demo path.
+
+``{sources}`` in connector files is the synthetic sources folder (``var/sources``); ``{education_api}``
+is the synthetic education API, which this module serves on 127.0.0.1 while the connectors run. A real
+deployment writes real locations into its connector files instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from connectors.bus.base import Bus, records_topic
+from connectors.bus.select import open_bus
+from connectors.config import ConnectorConfig, load_connectors
+from connectors.materialiser import materialise
+from connectors.runner import ConnectorRunner, RunReport
+from hub.catalog import Catalog
+from hub.errors import HubError
+from hub.protection import RecordProtector
+from hub.settings import Settings
+from hub.store import RecordStore
+from hub.synthetic import education
+from hub.synthetic.serve import serve_in_thread
+
+
+@contextlib.contextmanager
+def places(settings: Settings, configs: Sequence[ConnectorConfig]) -> Iterator[dict[str, str]]:
+    sources = settings.var_dir / "sources"
+    found = {"sources": str(sources)}
+    if any("{education_api}" in (c.url or "") for c in configs):
+        with serve_in_thread(education.create_app(Path(sources) / "education")) as url:
+            yield {**found, "education_api": url}
+    else:
+        yield found
+
+
+@dataclass
+class Pipeline:
+    catalog: Catalog
+    protector: RecordProtector
+    bus: Bus
+    store: RecordStore
+    configs: dict[str, ConnectorConfig]
+
+    @classmethod
+    def open(cls, settings: Settings, catalog: Catalog, protector: RecordProtector, engine: Engine) -> Pipeline:
+        return cls(catalog, protector, open_bus(settings), RecordStore(engine, catalog), load_connectors(catalog))
+
+    def select(self, names: Sequence[str] = ()) -> list[ConnectorConfig]:
+        if not names:
+            return list(self.configs.values())
+        chosen = [c for c in self.configs.values() if c.name in names or c.agency in names]
+        if not chosen:
+            raise HubError(f"no connector named {', '.join(names)}; known: {', '.join(self.configs)}")
+        return chosen
+
+    def run(
+        self, settings: Settings, names: Sequence[str] = (), progress: Callable[[RunReport], None] | None = None
+    ) -> list[RunReport]:
+        chosen = self.select(names)
+        reports = []
+        with places(settings, chosen) as where:
+            for config in chosen:
+                runner = ConnectorRunner(
+                    config.resolve(**where), self.catalog, self.protector, self.bus, self.store.engine
+                )
+                reports.append(runner.run(progress))
+        return reports
+
+    def materialise(self, progress: Callable[[int], None] | None = None, idle_seconds: float = 1.0) -> int:
+        topics = sorted({records_topic(c.dataset) for c in self.configs.values()})
+        return materialise(self.bus, self.store, topics, progress=progress, idle_seconds=idle_seconds)

@@ -1,0 +1,206 @@
+"""One connector run: read after the checkpoint, map, protect, publish, dead-letter, then checkpoint.
+
+Order matters. A batch's records go to the bus and its dead letters to the dead-letter store; only after
+the bus acknowledged does the checkpoint advance (and a finished file move to ``processed/``). A crash
+anywhere re-reads at most the unacknowledged batch; the materialiser's upsert by (dataset, key, version)
+absorbs the repeats. Rows of residents erased by crypto-shredding are not taken in again, and their raw
+rows are not kept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from connectors.bus.base import Bus, dead_letter_topic, records_topic
+from connectors.config import ConnectorConfig
+from connectors.envelope import to_event
+from connectors.mapping import Mapper, RecordRejected
+from connectors.sources.base import Row, Source
+from connectors.sources.files import FileSource
+from connectors.sources.rest import RestSource
+from connectors.sources.sql import SqlSource
+from connectors.tables import ConnectorCheckpoint, ConnectorRun, DeadLetter
+from hub.catalog import Catalog
+from hub.protection import ProtectionError, RecordProtector
+from hub.store.records import Provenance
+from keys.ciphertext import encode_context
+from keys.errors import KeyShredded
+
+
+@dataclass
+class RunReport:
+    connector: str
+    rows: int = 0
+    published: int = 0
+    dead_letters: int = 0
+    erased: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        return self.rows / max(time.monotonic() - self.started, 1e-9)
+
+
+def make_source(config: ConnectorConfig) -> Source:
+    if config.kind == "sql":
+        return SqlSource(config)
+    if config.kind == "rest":
+        return RestSource(config)
+    return FileSource(config)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+class ConnectorRunner:
+    def __init__(
+        self, config: ConnectorConfig, catalog: Catalog, protector: RecordProtector, bus: Bus, store: Engine
+    ) -> None:
+        self.config = config
+        self.dataset = catalog.dataset(config.dataset)
+        self.mapper = Mapper(config, self.dataset)
+        self.protector = protector
+        self.bus = bus
+        self.store = store
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        with Session(self.store) as session:
+            row = session.get(ConnectorCheckpoint, self.config.name)
+            return dict(row.state) if row else {}
+
+    def _save_checkpoint(self, state: dict[str, Any], error: str = "") -> None:
+        with Session(self.store) as session:
+            row = session.get(ConnectorCheckpoint, self.config.name) or ConnectorCheckpoint(
+                name=self.config.name, state={}
+            )
+            row.state = json.loads(_json(state))
+            row.updated_at = datetime.now(UTC)
+            row.last_error = error
+            session.add(row)
+            session.commit()
+
+    # -- dead letters -----------------------------------------------------------------------------------
+
+    def _seal_row(self, row: Row) -> bytes:
+        keys = self.protector.keys
+        key = keys.key_for_subject(keys.blind_index("dead-letter", self.config.name, "text"))
+        return keys.seal_with(
+            key, _json(row.values).encode(), encode_context("dead-letter", self.config.name, row.position)
+        )
+
+    def unseal_row(self, letter: DeadLetter) -> dict[str, Any]:
+        context = encode_context("dead-letter", letter.connector, letter.position)
+        values: dict[str, Any] = json.loads(self.protector.keys.unseal_with(letter.sealed_row, context))
+        return values
+
+    def _store_dead_letters(self, letters: list[dict[str, Any]]) -> None:
+        if not letters:
+            return
+        table = DeadLetter.__table__  # type: ignore[attr-defined]
+        insert = postgresql.insert(table) if self.store.dialect.name == "postgresql" else sqlite.insert(table)
+        with self.store.begin() as connection:
+            connection.execute(insert.on_conflict_do_nothing(index_elements=["connector", "position"]), letters)
+
+    # -- the run ----------------------------------------------------------------------------------------
+
+    def _protect(self, row: Row, pulled_at: datetime) -> tuple[bytes, bytes]:
+        if "__malformed__" in row.values:
+            raise RecordRejected(f"{self.dataset.id}: the line is not valid JSON")
+        mapped = self.mapper.map(row.values, row.version_source)
+        provenance = Provenance(
+            self.config.agency, self.config.system, row.position, pulled_at, mapped.source_updated_at
+        )
+        record = self.protector.protect(
+            self.dataset.id, mapped.record_key, mapped.version, provenance, mapped.values, deleted=mapped.deleted
+        )
+        return to_event(record)
+
+    def run(self, progress: Callable[[RunReport], None] | None = None) -> RunReport:
+        report = RunReport(self.config.name)
+        with Session(self.store) as session:
+            run = ConnectorRun(connector=self.config.name, dropped={}, started_at=datetime.now(UTC))
+            session.add(run)
+            session.commit()
+            session.refresh(run)
+        error = ""
+        try:
+            for batch in make_source(self.config).batches(self.checkpoint()):
+                pulled_at = datetime.now(UTC)
+                events: list[tuple[bytes, bytes]] = []
+                letters: list[dict[str, Any]] = []
+                for row in batch.rows:
+                    report.rows += 1
+                    report.dropped.update(c for c in row.values if c not in self.mapper.used and c != "__malformed__")
+                    try:
+                        events.append(self._protect(row, pulled_at))
+                    except (RecordRejected, ProtectionError) as rejected:
+                        reason = str(rejected)
+                        letters.append(self._letter(row, reason, self._seal_row(row)))
+                    except KeyShredded:
+                        report.erased += 1
+                        letters.append(self._letter(row, "subject erased (crypto-shredded); row not taken in", b""))
+                if events:
+                    self.bus.publish(records_topic(self.dataset.id), events)
+                if letters:
+                    self.bus.publish(
+                        dead_letter_topic(self.dataset.id),
+                        [
+                            (
+                                letter["position"].encode(),
+                                _json({k: letter[k] for k in ("connector", "position", "reason")}).encode(),
+                            )
+                            for letter in letters
+                        ],
+                    )
+                    self._store_dead_letters(letters)
+                self._save_checkpoint(batch.checkpoint)
+                for callback in batch.on_committed:
+                    callback()
+                report.published += len(events)
+                report.dead_letters += sum(1 for letter in letters if letter["sealed_row"])
+                if progress is not None:
+                    progress(report)
+        except Exception as failure:
+            error = f"{type(failure).__name__}: {failure}"
+            self._save_checkpoint(self.checkpoint(), error[:500])
+            raise
+        finally:
+            with Session(self.store) as session:
+                stored = session.get(ConnectorRun, run.id)
+                if stored is not None:
+                    stored.finished_at = datetime.now(UTC)
+                    stored.rows, stored.published, stored.dead_letters = (
+                        report.rows,
+                        report.published,
+                        report.dead_letters,
+                    )
+                    stored.dropped = dict(report.dropped)
+                    stored.error = error[:500]
+                    session.add(stored)
+                    session.commit()
+        return report
+
+    def _letter(self, row: Row, reason: str, sealed: bytes) -> dict[str, Any]:
+        return {
+            "connector": self.config.name,
+            "dataset": self.dataset.id,
+            "position": row.position,
+            "reason": reason,
+            "sealed_row": sealed,
+            "created_at": datetime.now(UTC),
+            "status": "open",
+        }
