@@ -48,8 +48,16 @@ class Pipeline:
     configs: dict[str, ConnectorConfig]
 
     @classmethod
-    def open(cls, settings: Settings, catalog: Catalog, protector: RecordProtector, engine: Engine) -> Pipeline:
-        return cls(catalog, protector, open_bus(settings), RecordStore(engine, catalog), load_connectors(catalog))
+    def open(
+        cls,
+        settings: Settings,
+        catalog: Catalog,
+        protector: RecordProtector,
+        engine: Engine,
+        connectors_dir: Path | None = None,
+    ) -> Pipeline:
+        configs = load_connectors(catalog, connectors_dir)
+        return cls(catalog, protector, open_bus(settings), RecordStore(engine, catalog), configs)
 
     def select(self, names: Sequence[str] = ()) -> list[ConnectorConfig]:
         if not names:
@@ -72,6 +80,8 @@ class Pipeline:
                 reports.append(runner.run(progress))
         return reports
 
-    def materialise(self, progress: Callable[[int], None] | None = None, idle_seconds: float = 1.0) -> int:
+    def materialise(
+        self, progress: Callable[[int], None] | None = None, idle_seconds: float = 1.0, batch: int = 2000
+    ) -> int:
         topics = sorted({records_topic(c.dataset) for c in self.configs.values()})
-        return materialise(self.bus, self.store, topics, progress=progress, idle_seconds=idle_seconds)
+        return materialise(self.bus, self.store, topics, progress=progress, idle_seconds=idle_seconds, batch=batch)

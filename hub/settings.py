@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="host:port list, required when bus is 'kafka'"
     )
+    kafka_namespace: str = Field(default="", description="prefix of every topic and consumer group on Kafka")
     policy_engine: str = Field(default="embedded", description="'embedded' or the http(s) URL of an OPA server")
     keystore_path: Path | None = Field(
         default=None, description="embedded keystore file; empty means var_dir/keystore.json"

@@ -31,9 +31,15 @@ class KafkaBus:
     name = "Kafka"
 
     def __init__(
-        self, bootstrap_servers: Sequence[str], partitions: int = DEFAULT_PARTITIONS, timeout: float = 30.0
+        self,
+        bootstrap_servers: Sequence[str],
+        partitions: int = DEFAULT_PARTITIONS,
+        timeout: float = 30.0,
+        namespace: str = "",
     ) -> None:
+        """``namespace`` prefixes every topic and group, so several hubs (or test runs) can share a cluster."""
         self.servers = list(bootstrap_servers)
+        self.namespace = namespace
         self.partitions = partitions
         self.timeout = timeout
         self._producer = KafkaProducer(
@@ -48,6 +54,7 @@ class KafkaBus:
         self._lock = threading.Lock()
 
     def ensure_topic(self, topic: str) -> None:
+        topic = self.namespace + topic
         if topic in self._known:
             return
         with self._lock:
@@ -59,7 +66,9 @@ class KafkaBus:
         self.ensure_topic(topic)
         try:
             futures = [
-                self._producer.send(topic, key=key, value=value, partition=partition_for(key, self.partitions))
+                self._producer.send(
+                    self.namespace + topic, key=key, value=value, partition=partition_for(key, self.partitions)
+                )
                 for key, value in messages
             ]
             self._producer.flush(self.timeout)
@@ -71,7 +80,9 @@ class KafkaBus:
     def consumer(self, group: str, topics: Sequence[str]) -> KafkaBusConsumer:
         for topic in topics:
             self.ensure_topic(topic)
-        return KafkaBusConsumer(self.servers, group, list(topics), self.partitions)
+        return KafkaBusConsumer(
+            self.servers, self.namespace + group, [self.namespace + t for t in topics], self.partitions, self.namespace
+        )
 
     def close(self) -> None:
         self._producer.close(self.timeout)
@@ -79,7 +90,8 @@ class KafkaBus:
 
 
 class KafkaBusConsumer:
-    def __init__(self, servers: list[str], group: str, topics: list[str], partitions: int) -> None:
+    def __init__(self, servers: list[str], group: str, topics: list[str], partitions: int, namespace: str = "") -> None:
+        self.namespace = namespace
         self._consumer = KafkaConsumer(
             bootstrap_servers=servers, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
         )
@@ -88,7 +100,7 @@ class KafkaBusConsumer:
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Message]:
         records = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
         return [
-            Message(r.topic, r.partition, r.offset, r.key or b"", r.value or b"")
+            Message(r.topic.removeprefix(self.namespace), r.partition, r.offset, r.key or b"", r.value or b"")
             for batch in records.values()
             for r in batch
         ]
@@ -96,7 +108,7 @@ class KafkaBusConsumer:
     def commit(self, messages: Sequence[Message]) -> None:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for m in messages:
-            tp = TopicPartition(m.topic, m.partition)
+            tp = TopicPartition(self.namespace + m.topic, m.partition)
             if tp not in offsets or offsets[tp].offset < m.offset + 1:
                 offsets[tp] = OffsetAndMetadata(m.offset + 1, "", -1)
         if offsets:

@@ -10,7 +10,7 @@ def open_bus(settings: Settings) -> Bus:
     if settings.bus == "kafka":
         from connectors.bus.kafka import KafkaBus
 
-        return KafkaBus(settings.kafka_bootstrap_servers)
+        return KafkaBus(settings.kafka_bootstrap_servers, namespace=settings.kafka_namespace)
     from connectors.bus.local import LocalBus
 
     return LocalBus(settings.var_dir / "bus")

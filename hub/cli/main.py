@@ -10,7 +10,7 @@ import typer
 from audit.log import AuditUnavailable, TamperedLog
 from audit.timestamp import TimestampError
 from audit.witness import WitnessRefusal
-from hub.cli import audit, catalog, keys
+from hub.cli import audit, catalog, connectors, keys
 from hub.cli.console import err
 from hub.errors import HubError
 from hub.settings import get_settings
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(connectors.app, name="connectors")
 
 
 @app.command()

@@ -1,0 +1,254 @@
+"""Connectors and the bus end to end, on the embedded log and on Kafka (Tansu)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from connectors.config import default_directory
+from connectors.deadletters import list_dead_letters, replay
+from connectors.pipeline import Pipeline, places
+from connectors.runner import ConnectorRunner
+from connectors.tables import DeadLetter
+from hub.catalog import load_catalog
+from hub.protection import RecordProtector, open_key_service
+from hub.settings import Settings, load_settings
+from hub.store import RecordStore, create_store_engine, init_schema
+from hub.synthetic import SourceManifest, generate_population, generate_sources
+from hub.synthetic.generate import DEFAULT_AS_OF
+
+RESIDENTS = 400
+SEED = 77
+
+
+@dataclass
+class Env:
+    settings: Settings
+    pipeline: Pipeline
+    manifest: SourceManifest
+    connectors_dir: Path
+    overrides: dict[str, str]
+
+
+def _connectors_dir(tmp_path: Path, batch_size: int) -> Path:
+    """The shipped connector files with small batches and pages, so a run has many checkpoints to crash between."""
+    target = tmp_path / "agencies"
+    shutil.copytree(default_directory(), target)
+    for path in target.glob("*.toml"):
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("page_size")]
+        text = "\n".join(lines).replace("\n[fields]", f"\nbatch_size = {batch_size}\npage_size = 10\n\n[fields]", 1)
+        path.write_text(text + "\n", encoding="utf-8")
+    return target
+
+
+def _build(overrides: dict[str, str], connectors_dir: Path) -> tuple[Settings, Pipeline]:
+    settings = load_settings(**overrides)
+    catalog = load_catalog()
+    engine = create_store_engine(settings.effective_database_url)
+    init_schema(engine)
+    RecordStore(engine, catalog).sync_catalog()
+    protector = RecordProtector(open_key_service(settings, create=True), catalog)
+    return settings, Pipeline.open(settings, catalog, protector, engine, connectors_dir)
+
+
+@pytest.fixture(params=["local", "kafka"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
+    overrides = {"var_dir": str(tmp_path / "var"), "master_key": "11" * 32}
+    if request.param == "kafka":
+        overrides |= {
+            "bus": "kafka",
+            "kafka_bootstrap_servers": request.getfixturevalue("kafka_bootstrap"),
+            "kafka_namespace": f"t{uuid.uuid4().hex[:8]}.",
+        }
+    manifest = generate_sources(tmp_path / "var" / "sources", residents=RESIDENTS, seed=SEED)
+    connectors_dir = _connectors_dir(tmp_path, 60)
+    settings, pipeline = _build(overrides, connectors_dir)
+    yield Env(settings, pipeline, manifest, connectors_dir, overrides)
+    pipeline.bus.close()
+
+
+def _dirty_keys(manifest: SourceManifest) -> dict[str, set[str]]:
+    by_source = {"police": "police.incident", "health": "health.visit", "education": "education.campus_incident"}
+    keys: dict[str, set[str]] = {}
+    for entry in manifest.dirty_records:
+        dataset = by_source.get(entry["source"]) or (
+            "civil_affairs.vulnerable_person"
+            if entry["position"].startswith("registry")
+            else "civil_affairs.access_event"
+        )
+        keys.setdefault(dataset, set()).add(entry["position"].rsplit("=", 1)[1])
+    return keys
+
+
+def assert_store_holds_exactly_the_valid_records(env: Env) -> None:
+    dirty = _dirty_keys(env.manifest)
+    store = env.pipeline.store
+    for source in env.manifest.sources:
+        assert store.count(source.dataset) == source.records - source.dirty, source.dataset
+        with store.engine.connect() as connection:
+            from sqlalchemy import text
+
+            keys = {
+                k
+                for (k,) in connection.execute(
+                    text("SELECT record_key FROM record WHERE dataset_id = :d"), {"d": source.dataset}
+                )
+            }
+        assert not keys & dirty.get(source.dataset, set())
+    letters = list_dead_letters(store.engine)
+    by_dataset: dict[str, int] = {}
+    for letter in letters:
+        by_dataset[letter.dataset] = by_dataset.get(letter.dataset, 0) + 1
+    assert by_dataset == {s.dataset: s.dirty for s in env.manifest.sources if s.dirty}
+
+
+def _everything_on_the_bus(env: Env) -> bytes:
+    if env.settings.bus == "local":
+        return b"".join(p.read_bytes() for p in (env.settings.var_dir / "bus").rglob("*.log"))
+    topics = sorted(
+        {f"hub.records.{s.dataset}" for s in env.manifest.sources}
+        | {f"hub.dlq.{s.dataset}" for s in env.manifest.sources}
+    )
+    consumer = env.pipeline.bus.consumer(f"scan-{uuid.uuid4().hex[:6]}", topics)
+    chunks, idle = [], 0
+    while idle < 3:
+        messages = consumer.poll(max_records=5000, timeout=1.0)
+        idle = 0 if messages else idle + 1
+        chunks += [m.key + m.value for m in messages]
+    consumer.close()
+    return b"".join(chunks)
+
+
+def test_end_to_end_exact_counts_updates_tombstones_and_no_plaintext(env: Env) -> None:
+    reports = env.pipeline.run(env.settings)
+    assert {r.connector for r in reports} == {s.dataset for s in env.manifest.sources}
+    assert all(r.dropped for r in reports)  # every source carries uncatalogued columns, all dropped
+    env.pipeline.materialise(idle_seconds=1.0)
+    assert_store_holds_exactly_the_valid_records(env)
+    # A source update and a source deletion flow through as a newer version and a tombstone.
+    police = env.settings.var_dir / "sources" / "police" / "police.db"
+    with env.pipeline.store.engine.connect() as connection:
+        from sqlalchemy import text
+
+        updated, deleted = connection.execute(
+            text("SELECT record_key FROM record WHERE dataset_id = 'police.incident' ORDER BY record_key LIMIT 2")
+        ).scalars()
+    with sqlite3.connect(police) as db:
+        db.execute("UPDATE bj_alarm SET zt = '1', last_modified = '2026-11-20 07:59:59' WHERE alarm_no = ?", (updated,))
+        db.execute(
+            "UPDATE bj_alarm SET is_deleted = 1, last_modified = '2026-11-20 07:59:59' WHERE alarm_no = ?", (deleted,)
+        )
+    before = env.pipeline.store.get("police.incident", updated)
+    env.pipeline.run(env.settings, ["police"])
+    env.pipeline.materialise(idle_seconds=1.0)
+    after = env.pipeline.store.get("police.incident", updated)
+    assert before is not None and after is not None and after.version > before.version
+    assert after.clear_fields["status"] == "closed"
+    gone = env.pipeline.store.get("police.incident", deleted)
+    assert gone is not None and gone.deleted
+    # No resident's ID number, phone or name appears anywhere on the bus or in the store, in any encoding.
+    people = generate_population(RESIDENTS, SEED, DEFAULT_AS_OF)
+    haystacks = [_everything_on_the_bus(env)]
+    env.pipeline.store.engine.dispose()
+    haystacks += [p.read_bytes() for p in env.settings.var_dir.glob("hub.db*")]
+    needles = [p.id_number for p in people] + [p.phone for p in people] + [p.name for p in people]
+    hits = [n for n in needles for hay in haystacks if n.encode() in hay or json.dumps(n).encode()[1:-1] in hay]
+    assert hits == []
+
+
+def test_dead_letters_replay_after_a_mapping_fix(tmp_path: Path) -> None:
+    generate_sources(tmp_path / "var" / "sources", residents=RESIDENTS, seed=SEED)
+    connectors_dir = _connectors_dir(tmp_path, 500)
+    police = connectors_dir / "police.incident.toml"
+    police.write_text(police.read_text(encoding="utf-8").replace(', "其他" = "other"', ""), encoding="utf-8")
+    settings, pipeline = _build({"var_dir": str(tmp_path / "var"), "master_key": "22" * 32}, connectors_dir)
+    pipeline.run(settings, ["police"])
+    letters = [d for d in list_dead_letters(pipeline.store.engine) if "no mapping" in d.reason]
+    assert letters and all("其他" not in d.reason for d in letters)  # reasons never echo values
+    police.write_text(
+        police.read_text(encoding="utf-8").replace(
+            '"家庭暴力" = "domestic_violence"', '"家庭暴力" = "domestic_violence", "其他" = "other"'
+        ),
+        encoding="utf-8",
+    )
+    settings, pipeline = _build({"var_dir": str(tmp_path / "var"), "master_key": "22" * 32}, connectors_dir)
+    config = pipeline.configs["police.incident"]
+    with places(settings, [config]) as where:
+        replayed, failing = replay(
+            ConnectorRunner(
+                config.resolve(**where), pipeline.catalog, pipeline.protector, pipeline.bus, pipeline.store.engine
+            )
+        )
+    assert replayed == len(letters) and failing >= 1  # the planted dirty rows still fail
+    pipeline.materialise(idle_seconds=0.3)
+    assert (
+        pipeline.store.count("police.incident")
+        == sum(1 for _ in sqlite3.connect(tmp_path / "var/sources/police/police.db").execute("SELECT 1 FROM bj_alarm"))
+        - failing
+    )
+    with Session(pipeline.store.engine) as session:
+        done = session.exec(select(DeadLetter).where(DeadLetter.status == "replayed")).all()
+    assert len(done) == replayed and all(d.sealed_row == b"" for d in done)
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from tests.test_connectors import _build
+overrides = json.loads(sys.argv[1])
+settings, pipeline = _build(overrides, Path(sys.argv[2]))
+if sys.argv[3] == "connectors":
+    pipeline.run(settings, progress=lambda r: print(r.rows, flush=True))
+else:
+    pipeline.materialise(progress=lambda n: print(n, flush=True), idle_seconds=2.0, batch=40)
+print("done", flush=True)
+"""
+
+
+def _kill_after(env: Env, mode: str, lines: int) -> None:
+    code = CHILD.format(root=str(Path(__file__).resolve().parents[1]))
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(env.overrides), str(env.connectors_dir), mode],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("HUB_")},
+    )
+    assert process.stdout is not None
+    for _ in range(lines):
+        line = process.stdout.readline()
+        assert line and line != "done\n", "the child finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_sigkill_of_the_connector_mid_run_loses_and_duplicates_nothing(env: Env) -> None:
+    _kill_after(env, "connectors", 5)
+    settings, pipeline = _build(env.overrides, env.connectors_dir)
+    pipeline.run(settings)
+    pipeline.materialise(idle_seconds=1.0)
+    env.pipeline = pipeline
+    assert_store_holds_exactly_the_valid_records(env)
+    pipeline.bus.close()
+
+
+def test_sigkill_of_the_materialiser_mid_batch_loses_and_duplicates_nothing(env: Env) -> None:
+    env.pipeline.run(env.settings)
+    _kill_after(env, "materialise", 3)
+    _settings, pipeline = _build(env.overrides, env.connectors_dir)
+    pipeline.materialise(idle_seconds=1.0)
+    env.pipeline = pipeline
+    assert_store_holds_exactly_the_valid_records(env)
+    pipeline.bus.close()
