@@ -36,14 +36,17 @@ def materialise(
     batch: int = 2000,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Apply everything waiting on ``topics``; returns how many messages were applied."""
+    """Apply everything published to ``topics`` so far; returns how many messages were applied."""
     consumer = bus.consumer(GROUP, topics)
     applied = 0
     try:
         while True:
             messages = consumer.poll(max_records=batch, timeout=idle_seconds)
             if not messages:
-                return applied
+                # An empty poll is not the end: a fresh Kafka consumer's first fetches often come back empty.
+                if consumer.caught_up():
+                    return applied
+                continue
             store.upsert(latest_versions([from_event(m.value) for m in messages]))
             consumer.commit(messages)
             applied += len(messages)

@@ -24,7 +24,7 @@ from sqlmodel import Session
 from connectors.bus.base import Bus, dead_letter_topic, records_topic
 from connectors.config import ConnectorConfig
 from connectors.envelope import to_event
-from connectors.mapping import Mapper, RecordRejected
+from connectors.mapping import MappedRecord, Mapper, RecordRejected
 from connectors.sources.base import Row, Source
 from connectors.sources.files import FileSource
 from connectors.sources.rest import RestSource
@@ -120,7 +120,9 @@ class ConnectorRunner:
     def _protect(self, row: Row, pulled_at: datetime) -> tuple[bytes, bytes]:
         if "__malformed__" in row.values:
             raise RecordRejected(f"{self.dataset.id}: the line is not valid JSON")
-        mapped = self.mapper.map(row.values, row.version_source)
+        return self._protect_mapped(row, self.mapper.map(row.values, row.version_source), pulled_at)
+
+    def _protect_mapped(self, row: Row, mapped: MappedRecord, pulled_at: datetime) -> tuple[bytes, bytes]:
         provenance = Provenance(
             self.config.agency, self.config.system, row.position, pulled_at, mapped.source_updated_at
         )
@@ -142,14 +144,23 @@ class ConnectorRunner:
                 pulled_at = datetime.now(UTC)
                 events: list[tuple[bytes, bytes]] = []
                 letters: list[dict[str, Any]] = []
+                mapped_rows: list[tuple[Row, MappedRecord]] = []
                 for row in batch.rows:
                     report.rows += 1
                     report.dropped.update(c for c in row.values if c not in self.mapper.used and c != "__malformed__")
                     try:
-                        events.append(self._protect(row, pulled_at))
-                    except (RecordRejected, ProtectionError) as rejected:
-                        reason = str(rejected)
-                        letters.append(self._letter(row, reason, self._seal_row(row)))
+                        if "__malformed__" in row.values:
+                            raise RecordRejected(f"{self.dataset.id}: the line is not valid JSON")
+                        mapped_rows.append((row, self.mapper.map(row.values, row.version_source)))
+                    except RecordRejected as rejected:
+                        letters.append(self._letter(row, str(rejected), self._seal_row(row)))
+                # One key query per batch rather than one per first-seen resident.
+                self.protector.prefetch(self.dataset.id, [mapped.values for _, mapped in mapped_rows])
+                for row, mapped in mapped_rows:
+                    try:
+                        events.append(self._protect_mapped(row, mapped, pulled_at))
+                    except ProtectionError as rejected:
+                        letters.append(self._letter(row, str(rejected), self._seal_row(row)))
                     except KeyShredded:
                         report.erased += 1
                         letters.append(self._letter(row, "subject erased (crypto-shredded); row not taken in", b""))

@@ -13,11 +13,13 @@ import secrets
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from keys.ciphertext import (
@@ -265,6 +267,63 @@ class KeyService:
         except OperationalError:
             raise KeystoreUnavailable("the keys database is unreachable") from None
         return row
+
+    def prefetch(self, subject_refs: Iterable[bytes]) -> None:
+        """Load (or create) many subjects' keys at once: one query and one insert per call, not per subject.
+
+        Ingestion calls this per batch; without it, each first-seen resident costs its own transaction.
+        Shredded subjects are left out, so using their key still raises KeyShredded.
+        """
+        wanted = list({r for r in subject_refs if r not in self._by_subject})
+        if not wanted:
+            return
+        rows = self._select_many(wanted)
+        missing = [r for r in wanted if r not in rows]
+        if missing:
+            now = _now()
+            fresh = []
+            for ref in missing:
+                dek_id = secrets.token_bytes(DEK_ID_SIZE)
+                version, wrapped = self.keystore.wrap(
+                    secrets.token_bytes(self.suite.key_size), _wrap_context(dek_id, self.suite)
+                )
+                fresh.append(
+                    {
+                        "dek_id": dek_id,
+                        "subject_ref": ref,
+                        "suite": int(self.suite),
+                        "kek_id": self.keystore.kek_id,
+                        "kek_version": version,
+                        "wrapped": wrapped,
+                        "created_at": now,
+                        "shredded_at": None,
+                    }
+                )
+            table = dek_table
+            insert_row = postgresql.insert(table) if self.engine.dialect.name == "postgresql" else sqlite.insert(table)
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(insert_row.on_conflict_do_nothing(index_elements=["subject_ref"]), fresh)
+            except OperationalError:
+                raise KeystoreUnavailable("the keys database is unreachable") from None
+            rows.update(self._select_many(missing))  # another process may have won a race: use its keys
+        for ref, row in rows.items():
+            if row["wrapped"] is not None:
+                self._remember(self._load(row), ref)
+
+    def _select_many(self, refs: list[bytes]) -> dict[bytes, dict[str, object]]:
+        found: dict[bytes, dict[str, object]] = {}
+        try:
+            with self.engine.connect() as connection:
+                for start in range(0, len(refs), 500):
+                    chunk = refs[start : start + 500]
+                    for row in connection.execute(
+                        select(dek_table).where(dek_table.c.subject_ref.in_(chunk))
+                    ).mappings():
+                        found[bytes(row["subject_ref"])] = dict(row)
+        except OperationalError:
+            raise KeystoreUnavailable("the keys database is unreachable") from None
+        return found
 
     def _key_by_id(self, dek_id: bytes) -> DataKey:
         cached = self._cached(dek_id)

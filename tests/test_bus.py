@@ -163,3 +163,31 @@ def test_settings_choose_the_bus(tmp_path: Path, kafka_bootstrap: str) -> None:
     kafka = open_bus(load_settings(var_dir=tmp_path, bus="kafka", kafka_bootstrap_servers=[kafka_bootstrap]))
     assert isinstance(kafka, KafkaBus)
     kafka.close()
+
+
+def test_the_envelope_is_cloudevents_both_ways() -> None:
+    """The SDK reads what we write, and we read what the SDK writes."""
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    record = ProtectedRecord(
+        dataset_id="police.incident",
+        record_key="J1",
+        version=7,
+        provenance=Provenance(
+            "police", "police-110-dispatch", "bj_alarm.alarm_no=J1", datetime(2026, 11, 20, tzinfo=UTC)
+        ),
+        subject_index=b"\x02" * 32,
+        clear_fields={"incident_no": "J1", "incident_type": "fraud"},
+        sealed_fields=b"{}",
+        deleted=True,
+    )
+    _, body = to_event(record)
+    parsed = JSONFormat().read(None, body)
+    assert parsed.get_type() == "gov.city.hub.record.deleted.v1" and parsed.get_extension("recordversion") == "7"
+    assert parsed.get_time() == datetime(2026, 11, 20, tzinfo=UTC)
+    data = parsed.get_data()
+    assert isinstance(data, dict) and data["clear"]["incident_type"] == "fraud"
+    attributes = {k: v for k, v in parsed.get_attributes().items()}
+    written = JSONFormat().write(CloudEvent(attributes, data))
+    assert from_event(written) == record

@@ -42,6 +42,10 @@ class Consumer(Protocol):
         """Record that ``messages`` (and everything before them in their partitions) are processed."""
         ...
 
+    def caught_up(self) -> bool:
+        """Whether this consumer has read everything published so far (an empty poll does not say that)."""
+        ...
+
     def close(self) -> None: ...
 
 

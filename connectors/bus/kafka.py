@@ -114,5 +114,10 @@ class KafkaBusConsumer:
         if offsets:
             self._consumer.commit(offsets)
 
+    def caught_up(self) -> bool:
+        partitions = list(self._consumer.assignment())
+        ends = self._consumer.end_offsets(partitions)
+        return all(self._consumer.position(tp) >= ends[tp] for tp in partitions)
+
     def close(self) -> None:
         self._consumer.close()

@@ -6,32 +6,30 @@ loads the catalog and prepares the store; later issues extend it until it runs t
 
 from __future__ import annotations
 
-import csv
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import Engine, text
 
 from audit.entries import EntryDraft
+from connectors.pipeline import Pipeline
 from hub.catalog import Catalog, load_catalog
 from hub.cli.catalog import catalog_table
+from hub.cli.connectors import reports_table, run_with_progress
 from hub.cli.console import out
 from hub.evidence import Evidence, open_audit_log, operator_actor, shred_entry, witness_latest
-from hub.identifiers import is_valid_id_number
 from hub.policy import PolicyRuntime
 from hub.protection import DEMO_PASSPHRASE, Erased, RecordProtector, open_key_service
 from hub.settings import Settings
 from hub.store import RecordStore, create_store_engine, init_schema
-from hub.store.records import ProtectedRecord, Provenance
+from hub.store.records import ProtectedRecord
 from hub.synthetic import SourceManifest, generate_sources
-from hub.synthetic.civil_affairs import CATEGORIES
 from hub.synthetic.probe import probe_sources
-from keys.errors import KeyShredded
 from policies.agreements import Principal
 from policies.decide import DecisionRequest, Emergency, PrincipalContext, RecordContext
 
@@ -97,73 +95,54 @@ def run_demo(settings: Settings, residents: int, seed: int) -> None:
                 },
             )
         )
-        protector, records = demo_protection(
-            settings, manifest, Path(sources_dir), catalog, RecordStore(engine, catalog), evidence
-        )
+        protector = demo_ingest(settings, catalog, engine, evidence)
+        records = demo_protection(RecordStore(engine, catalog), protector, evidence)
         demo_policies(settings, catalog, evidence, protector, records[1])
         demo_audit(settings, evidence)
     finally:
         log.close()
 
 
-_REGISTRY_FIELDS = {
-    "登记编号": "person_no",
-    "身份证号": "id_number",
-    "姓名": "name",
-    "类别": "category",
-    "住址": "address",
-    "联系电话": "phone",
-    "监护人姓名": "guardian_name",
-    "监护人电话": "guardian_phone",
-    "社区": "community",
-    "区划代码": "district",
-    "登记日期": "registered_on",
-    "更新时间": "updated_at",
-}
-
-
-def demo_protection(
-    settings: Settings,
-    manifest: SourceManifest,
-    sources_dir: Path,
-    catalog: Catalog,
-    store: RecordStore,
-    evidence: Evidence,
-) -> tuple[RecordProtector, list[ProtectedRecord]]:
-    """Seal the civil-affairs registry under per-resident keys, show a masked record, shred one resident."""
-    out.rule("[bold]Keys[/]: per-resident envelope encryption, masking, crypto-shredding")
+def demo_ingest(settings: Settings, catalog: Catalog, engine: Engine, evidence: Evidence) -> RecordProtector:
+    """Pull all four agencies through the connectors: protect, publish, dead-letter, materialise."""
+    out.rule("[bold]Connectors[/]: four agencies onto the bus, protected, into the store")
     if settings.master_passphrase is None and settings.master_key is None:
         out.print(f"[yellow]dev profile: keystore unlocked with the built-in demo passphrase {DEMO_PASSPHRASE!r}[/]")
     protector = RecordProtector(evidence.keys, catalog)
-    registry = next(s for s in manifest.sources if s.dataset == "civil_affairs.vulnerable_person")
-    path = sources_dir / registry.location
-    codes = {label: code for code, label in CATEGORIES.items()}
-    records = []
-    erased_before = 0
-    started = time.perf_counter()
-    with path.open(encoding="utf-8", newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            values = {field: row[header] or None for header, field in _REGISTRY_FIELDS.items()}
-            if not values["id_number"] or not is_valid_id_number(values["id_number"]):
-                continue  # dirty rows are the connectors' dead letters (a later step of the demo)
-            values["category"] = codes[row["类别"]]
-            provenance = Provenance(
-                "civil_affairs", "civil-affairs-registry-drop", f"{path.name}:{line}", datetime.now(UTC)
-            )
-            try:
-                records.append(
-                    protector.protect("civil_affairs.vulnerable_person", row["登记编号"], 1, provenance, values)
-                )
-            except KeyShredded:
-                erased_before += 1  # erased residents are never taken in again
-    store.upsert(records)
-    elapsed = time.perf_counter() - started
+    pipeline = Pipeline.open(settings, catalog, protector, engine)
+    try:
+        started = time.perf_counter()
+        reports = run_with_progress(settings, pipeline, [])
+        elapsed = time.perf_counter() - started
+    finally:
+        pipeline.bus.close()
+    out.print(reports_table(reports))
+    rows = sum(r.rows for r in reports)
     status = protector.keys.status()
     out.print(
-        f"Sealed {len(records):,} registry records under {status.data_keys:,} per-resident keys "
-        f"({status.suite}, KEK {status.kek_id} v{status.current_version}) in {elapsed:.2f} s"
-        + (f"; {erased_before} refused: resident erased earlier." if erased_before else ".")
+        f"{rows:,} rows in {elapsed:.1f} s on the {pipeline.bus.name} ({rows / elapsed:,.0f}/s): "
+        f"personal fields sealed under {status.data_keys:,} per-resident keys ({status.suite}); "
+        "dead letters sealed and listed by 'hub connectors dlq list'; "
+        "nothing personal in clear on the bus or in the store."
     )
+    return protector
+
+
+def demo_protection(store: RecordStore, protector: RecordProtector, evidence: Evidence) -> list[ProtectedRecord]:
+    """Show a stored registry record with its default masks, then crypto-shred that resident."""
+    out.rule("[bold]Keys[/]: per-resident envelope encryption, masking, crypto-shredding")
+    with store.engine.connect() as connection:
+        keys = (
+            connection.execute(
+                text(
+                    "SELECT record_key FROM record WHERE dataset_id = :d AND deleted = :no ORDER BY record_key LIMIT 2"
+                ),
+                {"d": "civil_affairs.vulnerable_person", "no": False},
+            )
+            .scalars()
+            .all()
+        )
+    records = [r for r in (store.get("civil_affairs.vulnerable_person", k) for k in keys) if r is not None]
     sample = records[0]
     table = Table(title=f"{sample.dataset_id} {sample.record_key}: default masks", title_justify="left")
     table.add_column("field")
@@ -182,7 +161,7 @@ def demo_protection(
         f"Crypto-shredded that resident: data key {receipt.dek_id[:12]}… destroyed at {receipt.shredded_at}; "
         f"{gone} personal fields now read as erased, everywhere they were copied."
     )
-    return protector, records
+    return records
 
 
 def demo_audit(settings: Settings, evidence: Evidence) -> None:

