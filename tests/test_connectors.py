@@ -252,3 +252,63 @@ def test_sigkill_of_the_materialiser_mid_batch_loses_and_duplicates_nothing(env:
     env.pipeline = pipeline
     assert_store_holds_exactly_the_valid_records(env)
     pipeline.bus.close()
+
+
+def test_rest_source_backs_off_on_429_and_5xx_then_gives_up(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from connectors.config import ConnectorConfig
+    from connectors.sources.rest import RestSource, SourceUnavailable
+    from hub.synthetic.serve import serve_in_thread
+
+    calls = {"n": 0}
+    app = FastAPI()
+
+    @app.get("/items")
+    def items() -> JSONResponse:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return JSONResponse({}, status_code=429, headers={"Retry-After": "0"})
+        if calls["n"] == 2:
+            return JSONResponse({}, status_code=503)
+        return JSONResponse({"items": [{"id": "1", "updatedAt": "2026-11-20T08:00:00+08:00"}], "has_more": False})
+
+    @app.get("/down")
+    def down() -> JSONResponse:
+        return JSONResponse({}, status_code=502)
+
+    with serve_in_thread(app) as base:
+        fields = {"incident_no": {"from": "id"}}
+        config = ConnectorConfig.model_validate(
+            {
+                "name": "t",
+                "agency": "education",
+                "system": "s",
+                "dataset": "education.campus_incident",
+                "kind": "rest",
+                "url": f"{base}/items",
+                "watermark": "updatedAt",
+                "key": "id",
+                "fields": fields,
+                "max_retries": 3,
+            }
+        )
+        batches = list(RestSource(config, backoff=0.01).batches({}))
+        assert calls["n"] == 3 and [r.values["id"] for r in batches[0].rows] == ["1"]
+        broken = config.model_copy(update={"url": f"{base}/down", "max_retries": 2})
+        with pytest.raises(SourceUnavailable, match="kept failing after 2 retries"):
+            list(RestSource(broken, backoff=0.01).batches({}))
+
+
+def test_half_written_files_are_not_read(tmp_path: Path) -> None:
+    generate_sources(tmp_path / "var" / "sources", residents=60, seed=SEED)
+    inbox = tmp_path / "var" / "sources" / "civil_affairs" / "inbox"
+    partial = inbox / "access_events_20991231.jsonl.part"
+    partial.write_text('{"event_id": "E1", "card_holder_id": "11010519491231002X"', encoding="utf-8")
+    settings, pipeline = _build(
+        {"var_dir": str(tmp_path / "var"), "master_key": "55" * 32}, _connectors_dir(tmp_path, 500)
+    )
+    pipeline.run(settings, ["civil_affairs.access_event"])
+    assert partial.exists() and not list(inbox.glob("access_events_*.jsonl"))
+    assert {p.name for p in (inbox.parent / "processed").iterdir()} >= {"access_events_20261119.jsonl"}
