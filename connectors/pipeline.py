@@ -19,11 +19,11 @@ from connectors.bus.select import open_bus
 from connectors.config import ConnectorConfig, load_connectors
 from connectors.materialiser import materialise
 from connectors.runner import ConnectorRunner, RunReport
-from hub.catalog import Catalog
+from hub.catalog import Catalog, load_catalog
 from hub.errors import HubError
-from hub.protection import RecordProtector
+from hub.protection import RecordProtector, open_key_service
 from hub.settings import Settings
-from hub.store import RecordStore
+from hub.store import RecordStore, create_store_engine, init_schema
 from hub.synthetic import education
 from hub.synthetic.serve import serve_in_thread
 
@@ -58,6 +58,16 @@ class Pipeline:
     ) -> Pipeline:
         configs = load_connectors(catalog, connectors_dir)
         return cls(catalog, protector, open_bus(settings), RecordStore(engine, catalog), configs)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, connectors_dir: Path | None = None) -> Pipeline:
+        """Everything from the settings: catalog, store (schema and catalog synced), keys, bus, connector files."""
+        catalog = load_catalog()
+        engine = create_store_engine(settings.effective_database_url)
+        init_schema(engine)
+        RecordStore(engine, catalog).sync_catalog()
+        protector = RecordProtector(open_key_service(settings, create=True), catalog)
+        return cls.open(settings, catalog, protector, engine, connectors_dir)
 
     def select(self, names: Sequence[str] = ()) -> list[ConnectorConfig]:
         if not names:

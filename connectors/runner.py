@@ -77,6 +77,11 @@ class ConnectorRunner:
 
     # -- checkpoints ------------------------------------------------------------------------------------
 
+    def last_error(self) -> str:
+        with Session(self.store) as session:
+            row = session.get(ConnectorCheckpoint, self.config.name)
+            return row.last_error if row else ""
+
     def checkpoint(self) -> dict[str, Any]:
         with Session(self.store) as session:
             row = session.get(ConnectorCheckpoint, self.config.name)

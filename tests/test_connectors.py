@@ -22,10 +22,7 @@ from connectors.deadletters import list_dead_letters, replay
 from connectors.pipeline import Pipeline, places
 from connectors.runner import ConnectorRunner
 from connectors.tables import DeadLetter
-from hub.catalog import load_catalog
-from hub.protection import RecordProtector, open_key_service
 from hub.settings import Settings, load_settings
-from hub.store import RecordStore, create_store_engine, init_schema
 from hub.synthetic import SourceManifest, generate_population, generate_sources
 from hub.synthetic.generate import DEFAULT_AS_OF
 
@@ -55,12 +52,7 @@ def _connectors_dir(tmp_path: Path, batch_size: int) -> Path:
 
 def _build(overrides: dict[str, str], connectors_dir: Path) -> tuple[Settings, Pipeline]:
     settings = load_settings(**overrides)
-    catalog = load_catalog()
-    engine = create_store_engine(settings.effective_database_url)
-    init_schema(engine)
-    RecordStore(engine, catalog).sync_catalog()
-    protector = RecordProtector(open_key_service(settings, create=True), catalog)
-    return settings, Pipeline.open(settings, catalog, protector, engine, connectors_dir)
+    return settings, Pipeline.from_settings(settings, connectors_dir)
 
 
 @pytest.fixture(params=["local", "kafka"])

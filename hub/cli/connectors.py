@@ -16,11 +16,8 @@ from connectors.deadletters import list_dead_letters, replay
 from connectors.materialiser import GROUP
 from connectors.pipeline import Pipeline, places
 from connectors.runner import ConnectorRunner, RunReport
-from hub.catalog import load_catalog
 from hub.cli.console import out
-from hub.protection import RecordProtector, open_key_service
 from hub.settings import Settings, get_settings
-from hub.store import RecordStore, create_store_engine, init_schema
 
 app = typer.Typer(help="Connectors: pull agency systems onto the bus and into the store.", no_args_is_help=True)
 dlq = typer.Typer(help="Dead letters: rows that could not become records.", no_args_is_help=True)
@@ -29,12 +26,7 @@ app.add_typer(dlq, name="dlq")
 
 @contextlib.contextmanager
 def pipeline(settings: Settings) -> Iterator[Pipeline]:
-    catalog = load_catalog()
-    engine = create_store_engine(settings.effective_database_url)
-    init_schema(engine)
-    RecordStore(engine, catalog).sync_catalog()
-    protector = RecordProtector(open_key_service(settings, create=True), catalog)
-    built = Pipeline.open(settings, catalog, protector, engine)
+    built = Pipeline.from_settings(settings)
     try:
         yield built
     finally:
@@ -103,7 +95,7 @@ def status() -> None:
                 lag = f"{sum(end - committed.get(f'{topic}/{p}', 0) for p, end in ends.items()):,}"
             open_letters = sum(1 for letter in list_dead_letters(built.store.engine) if letter.connector == config.name)
             checkpoint = ", ".join(f"{k}={v}" for k, v in runner.checkpoint().items()) or "not run yet"
-            table.add_row(config.name, checkpoint, lag, str(open_letters), "")
+            table.add_row(config.name, checkpoint, lag, str(open_letters), runner.last_error() or "—")
         out.print(table)
 
 
