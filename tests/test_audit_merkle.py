@@ -111,8 +111,18 @@ def test_upstream_consistency_probes(probe: dict[str, Any]) -> None:
         run()
 
 
-def test_signed_note_example_is_present() -> None:
-    assert VECTORS["signed_note_example"]["vkey"].startswith("example.com/foo+530d903a+")
+def test_c2sp_signed_note_example_verifies() -> None:
+    from audit.note import NoteError, VerifierKey, verify_note
+
+    example = VECTORS["signed_note_example"]
+    key = VerifierKey.parse(example["vkey"])
+    assert key.id.hex() == "530d903a"
+    assert verify_note(example["note"], key) == "This is an example message.\n"
+    with pytest.raises(NoteError):
+        verify_note(example["note"].replace("example message", "altered message"), key)
+    other = VerifierKey("example.com/foo", 1, bytes(32))
+    with pytest.raises(NoteError):
+        verify_note(example["note"], other)
 
 
 @given(st.lists(st.binary(max_size=8), min_size=1, max_size=70), st.data())
