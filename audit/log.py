@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from audit import storage
 from audit.entries import EntryDraft, SealedEntry, seal_entry, utc_stamp
 from audit.merkle import MerkleTree, leaf_hash
-from audit.note import Checkpoint, NoteSigner
+from audit.note import Checkpoint, NoteSigner, split_note
 
 MAX_BATCH = 256
 SEQUENCER_LOCK = 0x6875622D61756474  # pg_advisory_xact_lock key ("hub-audt")
@@ -308,8 +308,6 @@ class AuditLog:
             size, root = self.tree.size, self.tree.root()
         latest = self.latest_checkpoint()
         if latest is not None and not force:
-            from audit.note import split_note
-
             body, _ = split_note(latest[1])
             if Checkpoint.parse(body).size == size:
                 return latest[1]

@@ -56,7 +56,7 @@ def replay(runner: ConnectorRunner) -> tuple[int, int]:
         values = runner.unseal_row(letter)
         try:
             version_source = values.get(runner.config.watermark or runner.config.version_from or "")
-            key, event = runner._protect(Row(letter.position, values, version_source), letter.created_at)
+            key, event = runner.protect_row(Row(letter.position, values, version_source), letter.created_at)
         except (RecordRejected, ProtectionError) as rejected:
             failing += 1
             with Session(runner.store) as session:

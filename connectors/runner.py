@@ -122,7 +122,7 @@ class ConnectorRunner:
 
     # -- the run ----------------------------------------------------------------------------------------
 
-    def _protect(self, row: Row, pulled_at: datetime) -> tuple[bytes, bytes]:
+    def protect_row(self, row: Row, pulled_at: datetime) -> tuple[bytes, bytes]:
         if "__malformed__" in row.values:
             raise RecordRejected(f"{self.dataset.id}: the line is not valid JSON")
         return self._protect_mapped(row, self.mapper.map(row.values, row.version_source), pulled_at)
