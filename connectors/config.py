@@ -38,7 +38,7 @@ class ConnectorConfig(BaseModel):
     agency: str
     system: str
     dataset: str
-    kind: Literal["sql", "rest", "file"]
+    kind: Literal["sql", "rest", "file", "push"]
     key: str
     timezone: str = "+08:00"
     fields: dict[str, FieldMapping]
@@ -64,6 +64,7 @@ class ConnectorConfig(BaseModel):
             "sql": ("url", "table", "watermark"),
             "rest": ("url", "watermark"),
             "file": ("directory", "pattern", "format"),
+            "push": (),
         }
         missing = [name for name in needed[self.kind] if getattr(self, name) is None]
         if missing:

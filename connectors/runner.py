@@ -31,6 +31,7 @@ from connectors.sources.rest import RestSource
 from connectors.sources.sql import SqlSource
 from connectors.tables import ConnectorCheckpoint, ConnectorRun, DeadLetter
 from hub.catalog import Catalog
+from hub.errors import HubError
 from hub.protection import ProtectionError, RecordProtector
 from hub.store.records import Provenance
 from keys.ciphertext import encode_context
@@ -53,6 +54,8 @@ class RunReport:
 
 
 def make_source(config: ConnectorConfig) -> Source:
+    if config.kind == "push":
+        raise HubError(f"connector {config.name} receives pushed records; it has no source to pull")
     if config.kind == "sql":
         return SqlSource(config)
     if config.kind == "rest":
@@ -146,48 +149,10 @@ class ConnectorRunner:
         error = ""
         try:
             for batch in make_source(self.config).batches(self.checkpoint()):
-                pulled_at = datetime.now(UTC)
-                events: list[tuple[bytes, bytes]] = []
-                letters: list[dict[str, Any]] = []
-                mapped_rows: list[tuple[Row, MappedRecord]] = []
-                for row in batch.rows:
-                    report.rows += 1
-                    report.dropped.update(c for c in row.values if c not in self.mapper.used and c != "__malformed__")
-                    try:
-                        if "__malformed__" in row.values:
-                            raise RecordRejected(f"{self.dataset.id}: the line is not valid JSON")
-                        mapped_rows.append((row, self.mapper.map(row.values, row.version_source)))
-                    except RecordRejected as rejected:
-                        letters.append(self._letter(row, str(rejected), self._seal_row(row)))
-                # One key query per batch rather than one per first-seen resident.
-                self.protector.prefetch(self.dataset.id, [mapped.values for _, mapped in mapped_rows])
-                for row, mapped in mapped_rows:
-                    try:
-                        events.append(self._protect_mapped(row, mapped, pulled_at))
-                    except ProtectionError as rejected:
-                        letters.append(self._letter(row, str(rejected), self._seal_row(row)))
-                    except KeyShredded:
-                        report.erased += 1
-                        letters.append(self._letter(row, "subject erased (crypto-shredded); row not taken in", b""))
-                if events:
-                    self.bus.publish(records_topic(self.dataset.id), events)
-                if letters:
-                    self.bus.publish(
-                        dead_letter_topic(self.dataset.id),
-                        [
-                            (
-                                letter["position"].encode(),
-                                _json({k: letter[k] for k in ("connector", "position", "reason")}).encode(),
-                            )
-                            for letter in letters
-                        ],
-                    )
-                    self._store_dead_letters(letters)
+                self.intake(batch.rows, report)
                 self._save_checkpoint(batch.checkpoint)
                 for callback in batch.on_committed:
                     callback()
-                report.published += len(events)
-                report.dead_letters += sum(1 for letter in letters if letter["sealed_row"])
                 if progress is not None:
                     progress(report)
         except Exception as failure:
@@ -209,6 +174,53 @@ class ConnectorRunner:
                     session.add(stored)
                     session.commit()
         return report
+
+    def intake(self, rows: list[Row], report: RunReport) -> list[dict[str, Any]]:
+        """Map, validate, protect and publish one batch; dead-letter what fails. Returns the dead letters.
+
+        Shared by pulls (a source batch) and pushes (a partner's signed request): the same validation and
+        the same dead-letter store either way. Returns once the bus has acknowledged the batch.
+        """
+        pulled_at = datetime.now(UTC)
+        events: list[tuple[bytes, bytes]] = []
+        letters: list[dict[str, Any]] = []
+        mapped_rows: list[tuple[Row, MappedRecord]] = []
+        for row in rows:
+            report.rows += 1
+            report.dropped.update(c for c in row.values if c not in self.mapper.used and c != "__malformed__")
+            try:
+                if "__malformed__" in row.values:
+                    raise RecordRejected(f"{self.dataset.id}: the line is not valid JSON")
+                mapped_rows.append((row, self.mapper.map(row.values, row.version_source)))
+            except RecordRejected as rejected:
+                letters.append(self._letter(row, str(rejected), self._seal_row(row)))
+        # One key query per batch rather than one per first-seen resident.
+        self.protector.prefetch(self.dataset.id, [mapped.values for _, mapped in mapped_rows])
+        for row, mapped in mapped_rows:
+            try:
+                events.append(self._protect_mapped(row, mapped, pulled_at))
+            except ProtectionError as rejected:
+                letters.append(self._letter(row, str(rejected), self._seal_row(row)))
+            except KeyShredded:
+                report.erased += 1
+                letters.append(self._letter(row, "subject erased (crypto-shredded); row not taken in", b""))
+        if events:
+            self.bus.publish(records_topic(self.dataset.id), events)
+        if letters:
+            self.bus.publish(
+                dead_letter_topic(self.dataset.id),
+                [
+                    (
+                        letter["position"].encode(),
+                        _json({k: letter[k] for k in ("connector", "position", "reason")}).encode(),
+                    )
+                    for letter in letters
+                ],
+            )
+            self._store_dead_letters(letters)
+        report.published += len(events)
+        report.dead_letters += sum(1 for letter in letters if letter["sealed_row"])
+        return letters
 
     def _letter(self, row: Row, reason: str, sealed: bytes) -> dict[str, Any]:
         return {

@@ -70,6 +70,21 @@ class Settings(BaseSettings):
     audit_tsa_url: str | None = Field(default=None, description="RFC 3161 TSA for checkpoint time-stamps (optional)")
     audit_tsa_cert: Path | None = Field(default=None, description="PEM certificate of that TSA")
     audit_tsa_root: Path | None = Field(default=None, description="PEM root certificate(s) the TSA chains to")
+    api_public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="the hub's external base URL; signed requests cover @target-uri under it",
+    )
+    oidc_issuer: str = Field(default="", description="OIDC issuer of officer and resident tokens (iss)")
+    oidc_audience: str = Field(default="hub", description="the audience (aud) tokens must name")
+    oidc_jwks_url: str = Field(default="", description="the issuer's JWKS; empty means discovery from the issuer")
+    oidc_leeway_seconds: int = Field(default=60, ge=0, le=300, description="clock skew allowed on exp/nbf/iat")
+    oidc_mfa_acr: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["urn:hub:acr:mfa", "phr", "phrh"],
+        description="acr values that show multi-factor authentication (amr 'mfa', 'otp' or 'hwk' also do)",
+    )
+    dev_idp: bool = Field(
+        default=False, description="serve a development identity provider under /dev-idp (refused in production)"
+    )
     master_passphrase: SecretStr | None = Field(default=None, description="unlocks the keystore (scrypt)")
     master_key: SecretStr | None = Field(default=None, description="unlocks the keystore directly (hex/base64)")
 
@@ -92,6 +107,30 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("oidc_mfa_acr", mode="before")
+    @classmethod
+    def _split_acr(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_public_url", "oidc_issuer", "oidc_jwks_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _no_dev_idp_in_production(self) -> Settings:
+        if self.dev_idp and self.profile == "production":
+            raise ValueError("HUB_DEV_IDP cannot be enabled with HUB_PROFILE=production")
+        return self
+
+    @property
+    def effective_oidc_issuer(self) -> str:
+        return self.oidc_issuer or (f"{self.api_public_url}/dev-idp" if self.dev_idp else "")
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -75,6 +75,21 @@ class Keystore:
         self.suite = Suite[document["suite"]]
         self._aead = aead_for(self.suite, master)
         self._cache: dict[tuple[str, str], bytes] = {}
+        self._sealed_shut = False
+
+    def lock(self) -> None:
+        """Forget the master key and every unsealed secret: from now on nothing can be unwrapped.
+
+        For an operator taking the key store out of service (and for the tests proving the hub then fails
+        closed); reopening it needs the passphrase or master key again.
+        """
+        self._sealed_shut = True
+        self._cache.clear()
+        self._master = b""
+
+    @property
+    def locked(self) -> bool:
+        return self._sealed_shut
 
     def __repr__(self) -> str:
         return (
@@ -210,10 +225,14 @@ class Keystore:
     # -- sealing -----------------------------------------------------------------------------------
 
     def _seal(self, kind: str, name: str, secret: bytes) -> str:
+        if self._sealed_shut:
+            raise KeystoreLocked(f"keystore {self.path} is locked")
         nonce = secrets.token_bytes(NONCE_SIZE)
         return _b64(nonce + self._aead.encrypt(nonce, secret, encode_context("keystore", kind, name)))
 
     def _unseal(self, kind: str, name: str, sealed: str) -> bytes:
+        if self._sealed_shut:
+            raise KeystoreLocked(f"keystore {self.path} is locked")
         key = (kind, name)
         if key not in self._cache:
             blob = _unb64(sealed)

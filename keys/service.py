@@ -175,6 +175,14 @@ class KeyService:
     def __repr__(self) -> str:
         return f"KeyService({self.keystore!r}, cached_keys={len(self._by_id)})"
 
+    def lock(self) -> None:
+        """Lock the keystore and drop every cached key: no data key, index or secret is usable afterwards."""
+        self.keystore.lock()
+        with self._lock:
+            self._by_id.clear()
+            self._by_subject.clear()
+            self._index_keys.clear()
+
     # -- caching -------------------------------------------------------------------------------------
 
     def _cached(self, dek_id: bytes) -> DataKey | None:
@@ -395,7 +403,7 @@ class KeyService:
         must give the same index in the police, health and civil-affairs datasets.
         """
         key = self._index_keys.get(family)
-        if key is None:
+        if key is None or self.keystore.locked:
             key = self.keystore.secret(f"index:{family}")
             self._index_keys[family] = key
         return mac(self.suite, key, CANONICAL_FORMS[form](value).encode("utf-8"))

@@ -288,14 +288,17 @@ class AgreementService:
         _bump(self.engine)
         self._index_version = None  # rebuild on next use
 
-    def count_use(self, agreement_ids: Sequence[str], records: int) -> None:
+    def count_use(self, agreement_ids: Sequence[str], records: int, decisions: int = 1) -> None:
         if not agreement_ids:
             return
         with Session(self.engine) as session:
             session.execute(
                 update(AgreementRow)
                 .where(col(AgreementRow.id).in_(list(agreement_ids)))
-                .values(decisions=AgreementRow.decisions + 1, records_released=AgreementRow.records_released + records)
+                .values(
+                    decisions=AgreementRow.decisions + decisions,
+                    records_released=AgreementRow.records_released + records,
+                )
             )
             session.commit()
 

@@ -160,6 +160,17 @@ class DecisionService:
         }
 
     def decide(self, request: DecisionRequest) -> PolicyDecision:
+        """Evaluate and record the decision (synchronously), then count the agreements' use."""
+        decision = self.evaluate(request)
+        if self.audit is not None:
+            self.audit(self.entry(request, decision))
+        if decision.allow and decision.agreements:
+            self.agreements.count_use(decision.agreements, 0)
+        return decision
+
+    def evaluate(self, request: DecisionRequest) -> PolicyDecision:
+        """The decision alone, unrecorded: for callers that record it themselves (the API does, asynchronously,
+        and releases nothing until the entry is durable)."""
         p = request.principal
         if not self.roles.check(p.id, p.agency, "records", request.action):
             decision = PolicyDecision(
@@ -193,31 +204,25 @@ class DecisionService:
                 decision = PolicyDecision(
                     False, {}, ("audit",), ("policy engine answered malformed: fail closed",), "fail-closed"
                 )
-        self._record(request, decision)
-        if decision.allow and decision.agreements:
-            self.agreements.count_use(decision.agreements, 0)
         return decision
 
-    def _record(self, request: DecisionRequest, decision: PolicyDecision) -> None:
-        if self.audit is None:
-            return
+    @staticmethod
+    def entry(request: DecisionRequest, decision: PolicyDecision) -> EntryDraft:
         p = request.principal
-        self.audit(
-            EntryDraft(
-                type="access.decision",
-                actor=Actor(agency=p.agency, principal=p.id, role=p.role),
-                purpose=request.purpose,
-                case=request.case_id,
-                dataset=request.record.dataset,
-                subject=request.record.subject_pseudonym,
-                request_id=request.request_id,
-                decision=Decision(
-                    result="permit" if decision.allow else "deny",
-                    policy=decision.policy,
-                    reasons=decision.reasons,
-                    obligations=decision.obligations,
-                ),
-                fields_released=tuple(decision.revealed()),
-                detail={"break_glass": "post_hoc_review" in decision.obligations},
-            )
+        return EntryDraft(
+            type="access.decision",
+            actor=Actor(agency=p.agency, principal=p.id, role=p.role),
+            purpose=request.purpose,
+            case=request.case_id,
+            dataset=request.record.dataset,
+            subject=request.record.subject_pseudonym,
+            request_id=request.request_id,
+            decision=Decision(
+                result="permit" if decision.allow else "deny",
+                policy=decision.policy,
+                reasons=decision.reasons,
+                obligations=decision.obligations,
+            ),
+            fields_released=tuple(decision.revealed()),
+            detail={"break_glass": "post_hoc_review" in decision.obligations},
         )

@@ -51,7 +51,10 @@ class EmbeddedEngine:
         self._prototype = regorus.Engine()
         for path, text in modules.items():
             self._prototype.add_policy(path, text)
-        self._program = regorus.Program.compile_from_modules("{}", list(modules.items()), [f"data.{DECISION}"])
+        self._modules = list(modules.items())
+        # Compiled once here to fail early on a bad module; regorus objects are bound to their thread, so each
+        # thread compiles its own copy on first use (see _vm).
+        regorus.Program.compile_from_modules("{}", self._modules, [f"data.{DECISION}"])
         self._local = threading.local()
 
     def _interpreter(self) -> Any:
@@ -65,8 +68,10 @@ class EmbeddedEngine:
         if vm is None:
             import regorus
 
+            program = regorus.Program.compile_from_modules("{}", self._modules, [f"data.{DECISION}"])
             vm = self._local.vm = regorus.Rvm()
-            vm.load_program(self._program)
+            vm.load_program(program)
+            self._local.program = program
         return vm
 
     def evaluate(self, input_document: Mapping[str, Any], rule: str = DECISION) -> Any:

@@ -87,3 +87,46 @@ class ConsentEvent(SQLModel, table=True):
     channel: str = Field(max_length=32)
     actor: str = Field(max_length=128)
     at: int
+
+
+class CaseFile(SQLModel, table=True):
+    """An investigation case: who is assigned, whether it is covert, and when its accesses are disclosed."""
+
+    __tablename__ = "case_file"
+
+    id: str = Field(primary_key=True, max_length=32)
+    agency: str = Field(max_length=64, index=True)
+    covert: bool = False
+    disclose_after: int | None = None  # epoch seconds; covert accesses are shown to residents from then
+    opened_by: str = Field(max_length=128)
+    opened_at: int
+    closed_at: int | None = None
+    closed_by: str = ""
+
+
+class CaseAssignment(SQLModel, table=True):
+    __tablename__ = "case_assignment"
+
+    case_id: str = Field(primary_key=True, max_length=32)
+    principal: str = Field(primary_key=True, max_length=128)
+    assigned_by: str = Field(max_length=128)
+    assigned_at: int
+
+
+class ReviewTask(SQLModel, table=True):
+    """A post-hoc review of a break-glass access; open until a second person closes it."""
+
+    __tablename__ = "review_task"
+
+    id: int | None = Field(default=None, primary_key=True)
+    agency: str = Field(max_length=64, index=True)
+    requester: str = Field(max_length=128)
+    purpose: str = Field(max_length=64)
+    reason: str
+    decision_seq: int | None = None  # the audit entry of the break-glass decision
+    request_id: str = Field(default="", max_length=64)
+    opened_at: int
+    closed_at: int | None = None
+    closed_by: str = ""
+    outcome: str = Field(default="", max_length=16)  # justified | unjustified
+    note: str = ""

@@ -71,3 +71,12 @@ def kafka_bootstrap() -> Iterator[str]:
 
     with local_broker() as bootstrap:
         yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A populated hub (150 residents pulled through the connectors) behind a FastAPI test client."""
+    from tests.api_world import populate, setup_world
+
+    settings = populate(tmp_path_factory.mktemp("world"))
+    yield from setup_world(settings)

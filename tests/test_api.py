@@ -37,13 +37,3 @@ def test_openapi_document_is_3_1(base_url: str) -> None:
     document = httpx.get(f"{base_url}/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert httpx.get(f"{base_url}/docs").status_code == 200
-
-
-def test_healthz_fails_closed_when_the_store_is_unreachable(tmp_path: Path) -> None:
-    url = f"postgresql+psycopg://hub@/hub?host={tmp_path / 'no-server-here'}"
-    settings = load_settings(var_dir=tmp_path, database_url=url)
-    with serve_in_thread(create_app(settings)) as base:
-        response = httpx.get(f"{base}/healthz")
-    assert response.status_code == 503
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["detail"] == "the store is unreachable"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, and_, func, or_
 from sqlmodel import Session, col, select
 
 from hub.catalog import Catalog, DatasetDefinition
@@ -189,6 +189,29 @@ class RecordStore:
             query = query.where(col(RecordRow.dataset_id).in_(list(datasets)))
         with Session(self.engine) as session:
             return [_to_record(row) for row in session.exec(query).all()]
+
+    def feed(
+        self, dataset_id: str, after: tuple[datetime, int] | None, limit: int
+    ) -> tuple[list[ProtectedRecord], tuple[datetime, int] | None]:
+        """Records of a dataset stored after a position (stored time, row id), tombstones included, oldest first.
+
+        Returns the page and the position of its last record (to pass back as ``after``), or None when empty.
+        """
+        query = select(RecordRow).where(RecordRow.dataset_id == dataset_id)
+        if after is not None:
+            moment, row_id = after
+            query = query.where(
+                or_(
+                    col(RecordRow.stored_at) > moment,
+                    and_(col(RecordRow.stored_at) == moment, col(RecordRow.id) > row_id),
+                )
+            )
+        query = query.order_by(col(RecordRow.stored_at), col(RecordRow.id)).limit(limit)
+        with Session(self.engine) as session:
+            rows = list(session.exec(query).all())
+        last = rows[-1] if rows else None
+        position = (_aware(last.stored_at), int(last.id or 0)) if last is not None else None
+        return [_to_record(row) for row in rows], position
 
     def count(self, dataset_id: str | None = None) -> int:
         query = select(func.count()).select_from(RecordRow)

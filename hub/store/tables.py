@@ -85,3 +85,48 @@ class RecordRow(SQLModel, table=True):
     sealed_fields: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     deleted: bool = False
     stored_at: datetime = _utc()
+
+
+class AgencyKeyRow(SQLModel, table=True):
+    """A partner agency's Ed25519 request-signing key (RFC 9421 ``keyid``), with validity and revocation."""
+
+    __tablename__ = "agency_key"
+
+    key_id: str = Field(primary_key=True, max_length=128)
+    agency: str = Field(foreign_key="agency.code", index=True, max_length=64)
+    public_key: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+    valid_from: int  # epoch seconds
+    valid_until: int
+    revoked_at: int | None = None
+    revoked_reason: str = ""
+    registered_by: str = Field(max_length=128)
+
+
+class RequestNonceRow(SQLModel, table=True):
+    """A signed request's nonce, kept past the acceptance window so a replay is refused after a restart."""
+
+    __tablename__ = "request_nonce"
+
+    key_id: str = Field(primary_key=True, max_length=128)
+    nonce: str = Field(primary_key=True, max_length=128)
+    seen_at: int = Field(index=True)
+
+
+class AccessIndexRow(SQLModel, table=True):
+    """Where a resident's accesses are in the audit log: one row per decision about their records.
+
+    The audit entry (``seq``) is the evidence; this index only finds it by the subject's pseudonym, so a
+    resident's "who accessed my data" does not scan the whole log.
+    """
+
+    __tablename__ = "access_index"
+
+    seq: int = Field(primary_key=True)
+    subject: str = Field(max_length=64, index=True)
+    at: int
+    agency: str = Field(max_length=64)
+    purpose: str = Field(max_length=64)
+    dataset: str = Field(max_length=128)
+    case_id: str | None = Field(default=None, max_length=32)
+    result: str = Field(max_length=8)
+    break_glass: bool = False

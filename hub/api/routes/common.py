@@ -1,0 +1,64 @@
+"""Pieces the routers share: the problem responses OpenAPI lists, and Release -> response conversion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.api.models import FieldOut, RecordOut, RefusalOut, ReleaseOut, StepUp
+from hub.api.problems import PROBLEM_MEDIA_TYPE
+from hub.release import RecordView, Release
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "request_id"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "the request is invalid (unknown purpose, malformed case id, ...)",
+        401: "not authenticated: bad token or bad signature",
+        403: "authenticated, but not allowed",
+        404: "no such resource",
+        409: "the request conflicts with the current state",
+        422: "the request does not match the schema",
+        503: "a component the answer depends on is down; nothing was released",
+    }
+    return {
+        s: {"description": descriptions[s], "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
+        for s in statuses
+    }
+
+
+def record_out(view: RecordView) -> RecordOut:
+    return RecordOut(
+        dataset=view.dataset,
+        record_key=view.record_key,
+        owner=view.owner,
+        version=view.version,
+        allow=view.allow,
+        policy=view.policy,
+        reasons=list(view.reasons),
+        obligations=list(view.obligations),
+        fields={n: FieldOut(outcome=f.outcome, value=f.value, reason=f.reason) for n, f in view.fields.items()},
+    )
+
+
+def release_out(release: Release, acr_values: list[str]) -> ReleaseOut:
+    shown = [record_out(v) for v in release.records if v.allow]
+    return ReleaseOut(
+        subject=release.subject,
+        records=shown,
+        refused=len(release.records) - len(shown),
+        refusals=[RefusalOut(dataset=v.dataset, reasons=list(v.reasons)) for v in release.records if not v.allow],
+        step_up=StepUp(required=release.step_up_required, acr_values=acr_values if release.step_up_required else []),
+        review_task=release.review_task,
+        audit={"release_seq": release.release_seq, "payload_digest": release.payload_digest},
+    )

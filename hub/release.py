@@ -1,0 +1,341 @@
+"""Policy-gated release of records: decide per record, decrypt or mask per field, audit, then hand over.
+
+The order is the guarantee. Every decision is taken first (nothing decrypted yet); the fields policy
+reveals are decrypted and the masked ones masked, in memory; then the decision entries and one
+``data.release`` entry (with the digest of exactly what is released) are appended and awaited until
+durable; only then does the caller get the result. If the policy engine, the key store or the audit
+log cannot do its part, :class:`ServiceUnavailable` is raised and nothing leaves: no audit entry, no data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from audit.entries import Actor, EntryDraft, canonical_json
+from audit.log import AuditUnavailable
+from hub.catalog import Catalog
+from hub.errors import HubError
+from hub.evidence import Evidence
+from hub.identifiers import age_on, normalise_id_number
+from hub.protection import Erased, RecordProtector
+from hub.store import RecordStore
+from hub.store.records import ProtectedRecord
+from hub.store.tables import AccessIndexRow
+from keys.errors import KeystoreUnavailable
+from keys.masking import MaskType
+from policies.cases import CaseRegistry
+from policies.decide import DecisionRequest, DecisionService, Emergency, PolicyDecision, PrincipalContext, RecordContext
+from policies.reviews import ReviewQueue
+
+Component = Literal["audit", "keys", "policy", "identity"]
+EMERGENCY_SECONDS = 4 * 3600
+MINOR_AGE = 14
+
+
+class ServiceUnavailable(HubError):
+    """A component the release depends on is down; nothing was released."""
+
+    def __init__(self, component: Component) -> None:
+        super().__init__(f"the {component} service is unavailable; nothing was released (fail closed)")
+        self.component = component
+
+
+@dataclass(frozen=True)
+class FieldView:
+    outcome: Literal["reveal", "mask", "deny"]
+    value: Any = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordView:
+    dataset: str
+    record_key: str
+    owner: str
+    version: int
+    allow: bool
+    policy: str
+    reasons: tuple[str, ...]
+    obligations: tuple[str, ...]
+    fields: dict[str, FieldView]
+
+
+@dataclass
+class Release:
+    """What a query releases, and the evidence of it."""
+
+    subject: str  # the subject's audit pseudonym
+    records: list[RecordView]
+    release_seq: int = -1
+    decision_seqs: list[int] = field(default_factory=list)
+    payload_digest: str = ""
+    review_task: int | None = None
+
+    @property
+    def step_up_required(self) -> bool:
+        return any("step_up_required" in r.obligations for r in self.records)
+
+
+@dataclass(frozen=True)
+class Query:
+    principal: PrincipalContext
+    id_number: str
+    purpose: str
+    case_id: str | None = None
+    emergency_reason: str | None = None
+    datasets: tuple[str, ...] | None = None
+    request_id: str | None = None
+    channel: str = "officer"
+
+
+def _field_reasons(decision: PolicyDecision) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for reason in decision.reasons:
+        name, sep, rest = reason.partition(": ")
+        if sep and name.isidentifier():
+            found[name] = rest
+    return found
+
+
+def _plain(value: Any) -> Any:
+    return None if isinstance(value, Erased) else value
+
+
+class ReleaseService:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: RecordStore,
+        protector: RecordProtector,
+        decisions: DecisionService,
+        cases: CaseRegistry,
+        reviews: ReviewQueue,
+        evidence: Evidence,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.protector = protector
+        self.decisions = decisions
+        self.cases = cases
+        self.reviews = reviews
+        self.evidence = evidence
+
+    # -- the synchronous part: lookup, decisions, decryption (run in a worker thread) ------------------
+
+    def _context(self, record: ProtectedRecord, id_number: str, pseudonym: str) -> RecordContext:
+        dataset = self.catalog.dataset(record.dataset_id)
+        district = record.clear_fields.get("district")
+        jurisdiction = str(district) if district else id_number[:6]
+        minor = age_on(id_number, date.today()) < MINOR_AGE
+        return RecordContext(dataset.id, dataset.owner, jurisdiction, minor, pseudonym)
+
+    def _decide(
+        self, query: Query, items: list[tuple[ProtectedRecord, str, str]], now: int | None = None
+    ) -> tuple[list[RecordView], list[DecisionRequest], list[PolicyDecision]]:
+        """Decide every (record, subject ID, pseudonym), then decrypt or mask what policy lets through."""
+        moment = int(time.time()) if now is None else now
+        p = query.principal
+        assigned = query.case_id is not None and self.cases.is_assigned(query.case_id, p.id, p.agency)
+        emergency = (
+            Emergency(query.emergency_reason, moment, moment + EMERGENCY_SECONDS) if query.emergency_reason else None
+        )
+        requests: list[DecisionRequest] = []
+        decisions: list[PolicyDecision] = []
+        for record, id_number, pseudonym in items:
+            request = DecisionRequest(
+                principal=p,
+                record=self._context(record, id_number, pseudonym),
+                purpose=query.purpose,
+                case_id=query.case_id,
+                case_assigned=assigned,
+                emergency=emergency,
+                request_id=query.request_id,
+            )
+            decision = self.decisions.evaluate(request)
+            if decision.policy == "fail-closed":
+                raise ServiceUnavailable("policy")
+            requests.append(request)
+            decisions.append(decision)
+        try:
+            views = [self._view(item[0], d) for item, d in zip(items, decisions, strict=True)]
+        except KeystoreUnavailable:
+            raise ServiceUnavailable("keys") from None
+        return views, requests, decisions
+
+    def prepare(self, query: Query) -> tuple[Release, list[DecisionRequest], list[PolicyDecision]]:
+        """The person view, decided and decrypted in memory; nothing is handed out before :meth:`commit`."""
+        id_number = normalise_id_number(query.id_number)
+        try:
+            pseudonym = self.evidence.pseudonym(id_number)
+            records = self.store.by_subject(self.protector.subject_index(id_number), query.datasets)
+        except KeystoreUnavailable:
+            raise ServiceUnavailable("keys") from None
+        records.sort(key=lambda r: (r.dataset_id, r.record_key))
+        views, requests, decisions = self._decide(query, [(r, id_number, pseudonym) for r in records])
+        return Release(pseudonym, views), requests, decisions
+
+    def prepare_feed(
+        self, query: Query, records: list[ProtectedRecord]
+    ) -> tuple[Release, list[DecisionRequest], list[PolicyDecision]]:
+        """A page of a dataset's feed: each live record decided for its own subject."""
+        items = []
+        try:
+            for record in records:
+                if record.deleted:
+                    continue
+                subject_field = self.catalog.dataset(record.dataset_id).subject_field
+                raw = self.protector.reveal(record, {subject_field}).get(subject_field)
+                if not isinstance(raw, str):
+                    continue  # an erased subject: nothing to decide about, nothing to release
+                id_number = normalise_id_number(raw)
+                items.append((record, id_number, self.evidence.pseudonym(id_number)))
+        except KeystoreUnavailable:
+            raise ServiceUnavailable("keys") from None
+        views, requests, decisions = self._decide(query, items)
+        return Release("", views), requests, decisions
+
+    def _view(self, record: ProtectedRecord, decision: PolicyDecision) -> RecordView:
+        dataset = self.catalog.dataset(record.dataset_id)
+        shown: dict[str, FieldView] = {}
+        if decision.allow:
+            wanted = {n for n, o in decision.fields.items() if o in ("reveal", "mask")}
+            values = self.protector.reveal(record, wanted)
+            reasons = _field_reasons(decision)
+            for definition in dataset.fields:
+                name = definition.name
+                outcome = decision.fields.get(name, "deny")
+                if outcome == "reveal":
+                    value = values.get(name)
+                    shown[name] = FieldView(
+                        "reveal", _plain(value), "erased (crypto-shredded)" if isinstance(value, Erased) else None
+                    )
+                elif outcome == "mask":
+                    value = values.get(name)
+                    masked = (
+                        None
+                        if value is None or isinstance(value, Erased)
+                        else value
+                        if definition.mask is MaskType.NONE
+                        else self.protector.masker.mask(definition.mask, value)
+                    )
+                    shown[name] = FieldView("mask", masked, reasons.get(name, "masked by policy"))
+                else:
+                    shown[name] = FieldView("deny", None, reasons.get(name, "not revealed by policy"))
+        return RecordView(
+            dataset=record.dataset_id,
+            record_key=record.record_key,
+            owner=dataset.owner,
+            version=record.version,
+            allow=decision.allow,
+            policy=decision.policy,
+            reasons=decision.reasons,
+            obligations=decision.obligations,
+            fields=shown,
+        )
+
+    # -- the asynchronous part: durable evidence before anything is handed over -----------------------
+
+    @staticmethod
+    def payload(views: Sequence[RecordView]) -> list[dict[str, Any]]:
+        return [
+            {
+                "dataset": v.dataset,
+                "record_key": v.record_key,
+                "version": v.version,
+                "fields": {n: {"outcome": f.outcome, "value": f.value} for n, f in v.fields.items()},
+            }
+            for v in views
+            if v.allow
+        ]
+
+    async def commit(
+        self, release: Release, query: Query, requests: list[DecisionRequest], decisions: list[PolicyDecision]
+    ) -> Release:
+        p = query.principal
+        released = [v for v in release.records if v.allow]
+        digest = "sha256:" + hashlib.sha256(canonical_json(self.payload(released))).hexdigest()
+        release_entry = EntryDraft(
+            type="data.release",
+            actor=Actor(agency=p.agency, principal=p.id, role=p.role),
+            purpose=query.purpose,
+            case=query.case_id,
+            subject=release.subject or None,
+            request_id=query.request_id,
+            payload_digest=digest,
+            fields_released=tuple(
+                sorted({f"{v.dataset}.{n}" for v in released for n, f in v.fields.items() if f.outcome == "reveal"})
+            ),
+            detail={
+                "channel": query.channel,
+                "records_considered": len(release.records),
+                "records_released": len(released),
+                "break_glass": any("post_hoc_review" in v.obligations for v in released),
+            },
+        )
+        drafts = [self.decisions.entry(r, d) for r, d in zip(requests, decisions, strict=True)] + [release_entry]
+        try:
+            sealed = await asyncio.gather(*(self.evidence.log.append_async(d) for d in drafts))
+        except AuditUnavailable:
+            raise ServiceUnavailable("audit") from None
+        release.decision_seqs = [s.seq for s in sealed[:-1]]
+        release.release_seq = sealed[-1].seq
+        release.payload_digest = digest
+        await asyncio.to_thread(self._after_audit, release, query, requests, decisions, sealed[-1].seq)
+        return release
+
+    def _after_audit(
+        self,
+        release: Release,
+        query: Query,
+        requests: list[DecisionRequest],
+        decisions: list[PolicyDecision],
+        release_seq: int,
+    ) -> None:
+        """Derived bookkeeping once the evidence is durable: the residents' index, use counters, reviews."""
+        now = int(time.time())
+        p = query.principal
+        rows = [
+            AccessIndexRow(
+                seq=seq,
+                subject=request.record.subject_pseudonym or "",
+                at=now,
+                agency=p.agency,
+                purpose=query.purpose,
+                dataset=request.record.dataset,
+                case_id=query.case_id,
+                result="permit" if decision.allow else "deny",
+                break_glass="post_hoc_review" in decision.obligations,
+            )
+            for seq, request, decision in zip(release.decision_seqs, requests, decisions, strict=True)
+            if request.record.subject_pseudonym
+        ]
+        try:
+            with Session(self.store.engine) as session:
+                session.add_all(rows)
+                session.commit()
+        except SQLAlchemyError:
+            raise ServiceUnavailable("audit") from None
+        used: dict[str, int] = {}
+        for decision in decisions:
+            for agreement in decision.agreements:
+                used[agreement] = used.get(agreement, 0) + 1
+        for agreement, count in used.items():
+            self.decisions.agreements.count_use([agreement], records=count, decisions=count)
+        if any(d.allow and "post_hoc_review" in d.obligations for d in decisions) and query.emergency_reason:
+            task = self.reviews.open(
+                p.agency, p.id, query.purpose, query.emergency_reason, release_seq, query.request_id or ""
+            )
+            release.review_task = task.id
+
+    async def release(self, query: Query) -> Release:
+        release, requests, decisions = await asyncio.to_thread(self.prepare, query)
+        return await self.commit(release, query, requests, decisions)
