@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
 
 from audit.entries import Actor
 from hub.api.auth import Forbidden, hub_of, officer, require
@@ -37,7 +37,7 @@ from policies.agreements import Principal
 from policies.tables import AgreementRow, ConsentEvent
 
 router = APIRouter(prefix="/v1/admin", tags=["agency admins"])
-ADMIN = problems(400, 401, 403, 409, 422, 503)
+ADMIN = problems(400, 401, 403, 404, 409, 422, 503)
 
 
 def agreement_out(row: AgreementRow) -> AgreementOut:
@@ -103,7 +103,7 @@ async def register_key(body: KeyIn, request: Request, who: Admin) -> KeyOut:
     hub = hub_of(request)
     try:
         raw = base64.b64decode(body.public_key, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII text
         raise KeyRegistryError("public_key is not base64") from None
 
     def register() -> AgencyKeyRow:
@@ -253,7 +253,9 @@ async def close_case(case_id: str, request: Request, who: Admin) -> Done:
     summary="Close a break-glass review (a second person with the emergency-review permission)",
     responses=ADMIN,
 )
-async def close_review(task_id: int, body: ReviewCloseIn, request: Request, who: Admin) -> Done:
+async def close_review(
+    task_id: Annotated[int, PathParam(ge=1, le=2**53)], body: ReviewCloseIn, request: Request, who: Admin
+) -> Done:
     actor, _ = _admin(request, who, "emergency", "review")
     await asyncio.to_thread(hub_of(request).reviews.close, task_id, actor, body.outcome, body.note)
     return Done(detail=f"review {task_id} closed as {body.outcome}")

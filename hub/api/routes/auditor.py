@@ -53,19 +53,25 @@ async def checkpoint(request: Request, who: Auditor) -> dict[str, Any]:
 
 @router.get("/proofs/inclusion", summary="RFC 9162 inclusion proof of one entry", responses=AUDIT)
 async def inclusion(
-    request: Request, who: Auditor, seq: Annotated[int, Query(ge=0)], size: Annotated[int | None, Query(ge=1)] = None
+    request: Request,
+    who: Auditor,
+    seq: Annotated[int, Query(ge=0, le=2**53)],
+    size: Annotated[int | None, Query(ge=1, le=2**53)] = None,
 ) -> dict[str, Any]:
     hub = hub_of(request)
     current = hub.evidence.log.size
     if seq >= current or (size is not None and not seq < size <= current):
         raise BadRange(f"entry {seq} / tree size {size} is outside the log (size {current})")
-    await _audited(request, who, "audit.inclusion_proof", seq=seq)
+    await _audited(request, who, "audit.inclusion_proof", entry=seq)
     return await asyncio.to_thread(hub.evidence.inclusion_proof, seq, size)
 
 
 @router.get("/proofs/consistency", summary="RFC 9162 consistency proof between two tree sizes", responses=AUDIT)
 async def consistency(
-    request: Request, who: Auditor, first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
+    request: Request,
+    who: Auditor,
+    first: Annotated[int, Query(ge=1, le=2**53)],
+    second: Annotated[int, Query(ge=1, le=2**53)],
 ) -> dict[str, Any]:
     hub = hub_of(request)
     if not first <= second <= hub.evidence.log.size:
@@ -83,8 +89,8 @@ async def consistency(
 async def export(
     request: Request,
     who: Auditor,
-    start: Annotated[int, Query(ge=0)] = 0,
-    end: Annotated[int | None, Query(ge=1)] = None,
+    start: Annotated[int, Query(ge=0, le=2**53)] = 0,
+    end: Annotated[int | None, Query(ge=1, le=2**53)] = None,
 ) -> Response:
     hub = hub_of(request)
     size = hub.evidence.log.size

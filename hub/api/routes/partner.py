@@ -28,7 +28,7 @@ from hub.release import Query as ReleaseQuery
 from policies.agreements import Principal
 
 router = APIRouter(prefix="/v1/partner", tags=["partner agencies"])
-SIGNED = problems(400, 401, 403, 422, 503)
+SIGNED = problems(400, 401, 403, 404, 422, 503)
 
 
 class BadCursor(HubError):

@@ -1,0 +1,202 @@
+"""Officers over OIDC tokens: the person view, need-to-know refusals, step-up, break-glass, fail-closed release."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.api_world import World
+
+VIEW = "/v1/officer/person-view"
+CASE = "CASE-2026-0417"
+
+
+def entries(world: World, since: int) -> list[dict[str, Any]]:
+    log = world.hub.evidence.log
+    return [json.loads(b) for b in log.bodies(since, log.size)]
+
+
+def view(world: World, headers: dict[str, str], **body: Any) -> Any:
+    return world.client.post(VIEW, json={"id_number": world.resident, **body}, headers=headers)
+
+
+def investigator(world: World, **kw: Any) -> dict[str, str]:
+    return world.bearer("P-0042", "police", ["investigator"], **kw)
+
+
+def test_with_a_case_fields_are_revealed_masked_or_absent_with_reasons(world: World) -> None:
+    answer = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    registry = next(r for r in body["records"] if r["dataset"] == "civil_affairs.vulnerable_person")
+    assert registry["fields"]["name"]["outcome"] == "reveal"
+    assert registry["fields"]["id_number"]["value"] == world.resident  # sensitive, revealed with MFA
+    assert registry["fields"]["guardian_name"] == {
+        "outcome": "deny",
+        "value": None,
+        "reason": "not revealed: outside the agreement's fields or without a lawful basis (PIPL 13, 23, 29, 31)",
+    }
+    assert body["step_up"]["required"] is False
+
+
+def test_sensitive_fields_need_step_up(world: World) -> None:
+    start = world.hub.evidence.log.size
+    body = view(world, investigator(world), purpose="fraud_investigation", case_id=CASE).json()
+    registry = next(r for r in body["records"] if r["dataset"] == "civil_affairs.vulnerable_person")
+    assert registry["fields"]["id_number"]["outcome"] == "mask"
+    assert registry["fields"]["id_number"]["value"] != world.resident
+    assert registry["fields"]["category"]["outcome"] == "mask"
+    assert body["step_up"] == {"required": True, "acr_values": ["urn:hub:acr:mfa"]}
+    decisions = [e for e in entries(world, start) if e["type"] == "access.decision"]
+    assert any("step_up_required" in e["decision"]["obligations"] for e in decisions)
+
+
+def test_without_a_case_the_officer_is_refused_and_it_is_audited(world: World) -> None:
+    start = world.hub.evidence.log.size
+    body = view(world, investigator(world, mfa=True), purpose="fraud_investigation").json()
+    assert body["records"] == [] and body["refused"] > 0
+    assert all(any("PIPL-13-case" in r for r in refusal["reasons"]) for refusal in body["refusals"])
+    logged = entries(world, start)
+    assert {e["type"] for e in logged} == {"access.decision", "data.release"}
+    assert all(e["decision"]["result"] == "deny" for e in logged if e["type"] == "access.decision")
+    release = next(e for e in logged if e["type"] == "data.release")
+    assert release["detail"]["records_released"] == 0 and release["fields_released"] == []
+
+
+def test_a_case_of_someone_else_does_not_count(world: World) -> None:
+    headers = world.bearer("P-0043", "police", ["officer"], mfa=True)
+    world.hub.policy.roles.assign("P-0043", "investigator", "police")
+    body = view(world, headers, purpose="fraud_investigation", case_id=CASE).json()
+    assert body["records"] == []
+
+
+def test_an_officer_of_another_jurisdiction_is_refused(world: World) -> None:
+    elsewhere = "110228" if world.district != "110228" else "110229"
+    headers = investigator(world, mfa=True, jurisdiction=elsewhere)
+    body = view(world, headers, purpose="fraud_investigation", case_id=CASE).json()
+    assert body["records"] == []
+    assert any("PIPL-6-jurisdiction" in r for refusal in body["refusals"] for r in refusal["reasons"])
+
+
+@pytest.mark.parametrize(
+    ("problem", "token_args"),
+    [
+        ("wrong-audience", {"audience": "someone-else"}),
+        ("expired", {"now": int(time.time()) - 7200, "lifetime": 600}),
+    ],
+)
+def test_bad_tokens_are_refused_and_audited(world: World, problem: str, token_args: dict[str, Any]) -> None:
+    start = world.hub.evidence.log.size
+    token = world.token("P-0042", "police", ["investigator"], **token_args)
+    answer = world.client.post(
+        VIEW,
+        json={"id_number": world.resident, "purpose": "fraud_warning"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 401 and answer.headers["www-authenticate"].startswith("Bearer")
+    assert [e["type"] for e in entries(world, start)] == ["auth.failure"]
+
+
+def test_a_token_from_another_issuer_key_is_refused(world: World) -> None:
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    forged = ECKey.generate_key("P-256", parameters={"kid": "dev-idp-1"})
+    claims = {
+        "iss": world.hub.tokens.issuer,
+        "aud": "hub",
+        "sub": "P-0042",
+        "exp": int(time.time()) + 600,
+        "agency": "police",
+        "roles": ["investigator"],
+        "jurisdiction": "110100",
+    }
+    token = jwt.encode({"alg": "ES256", "kid": "dev-idp-1"}, claims, forged)
+    answer = world.client.post(
+        VIEW,
+        json={"id_number": world.resident, "purpose": "fraud_warning"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 401
+
+
+def test_bad_input_names_the_offending_value_without_personal_data(world: World) -> None:
+    answer = view(world, investigator(world), purpose="curiosity")
+    assert answer.status_code == 400 and "curiosity" in answer.json()["detail"]
+    wrong = world.resident[:-1] + ("0" if world.resident[-1] != "0" else "1")
+    answer = world.client.post(VIEW, json={"id_number": wrong, "purpose": "fraud_warning"}, headers=investigator(world))
+    assert answer.status_code == 400 and wrong not in answer.text
+
+
+def test_break_glass_opens_a_review_a_second_person_must_close(world: World) -> None:
+    headers = world.bearer("H-7", "health", ["officer"], mfa=True)
+    body = view(
+        world, headers, purpose="missing_person", emergency={"reason": "resident with dementia missing since 06:00"}
+    ).json()
+    assert body["records"] and body["review_task"] is not None
+    task = body["review_task"]
+    world.hub.policy.roles.assign("H-DPO", "dpo", "health")
+    own = world.client.post(
+        f"/v1/admin/reviews/{task}/close",
+        json={"outcome": "justified", "note": "ok"},
+        headers=world.bearer("H-7", "health", ["officer"]),
+    )
+    assert own.status_code == 403
+    closed = world.client.post(
+        f"/v1/admin/reviews/{task}/close",
+        json={"outcome": "justified", "note": "family confirmed the search"},
+        headers=world.bearer("H-DPO", "health", ["dpo"]),
+    )
+    assert closed.status_code == 200, closed.text
+
+
+def _released_nothing(world: World, answer: Any, component: str, start: int) -> None:
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["component"] == component
+    assert world.resident not in answer.text
+    assert not [e for e in entries(world, start) if e["type"] == "data.release"]
+
+
+def test_fail_closed_when_the_policy_engine_is_down(world: World) -> None:
+    """Decisions go to a real OPA-REST server (the OPA engine behind it); the server is then stopped."""
+    from hub.synthetic.serve import serve_in_thread
+    from policies.engines import OpaServerEngine, rego_sources
+    from policies.opa_rest import create_app
+
+    decisions = world.hub.policy.decisions
+    embedded = decisions.engine
+    try:
+        with serve_in_thread(create_app()) as url:
+            decisions.engine = OpaServerEngine(url, upload=rego_sources())
+            answer = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE)
+            assert answer.status_code == 200 and answer.json()["records"]
+        start = world.hub.evidence.log.size  # the server is stopped now
+        answer = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE)
+        _released_nothing(world, answer, "policy", start)
+    finally:
+        decisions.engine = embedded
+
+
+def test_fail_closed_when_the_key_store_is_locked(tmp_path: Any) -> None:
+    from tests.api_world import populate, setup_world
+
+    for world in setup_world(populate(tmp_path, residents=40)):
+        world.hub.evidence.keys.lock()
+        start = world.hub.evidence.log.size
+        answer = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE)
+        _released_nothing(world, answer, "keys", start)
+
+
+def test_fail_closed_when_the_audit_log_is_stopped(tmp_path: Any) -> None:
+    from tests.api_world import populate, setup_world
+
+    for world in setup_world(populate(tmp_path, residents=40)):
+        start = world.hub.evidence.log.size
+        world.hub.evidence.log.close()
+        answer = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE)
+        assert answer.status_code == 503 and answer.json()["component"] == "audit"
+        assert world.resident not in answer.text
+        assert world.hub.evidence.log.size == start
