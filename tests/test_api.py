@@ -37,3 +37,10 @@ def test_openapi_document_is_3_1(base_url: str) -> None:
     document = httpx.get(f"{base_url}/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert httpx.get(f"{base_url}/docs").status_code == 200
+
+
+def test_the_dev_identity_provider_is_refused_in_production() -> None:
+    from hub.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="HUB_DEV_IDP cannot be enabled with HUB_PROFILE=production"):
+        load_settings(profile="production", dev_idp=True)

@@ -22,6 +22,7 @@ from hub.catalog import Catalog, load_catalog
 from hub.cli.catalog import catalog_table
 from hub.cli.connectors import reports_table, run_with_progress
 from hub.cli.console import out
+from hub.cli.demo_api import demo_api
 from hub.evidence import Evidence, open_audit_log, operator_actor, shred_entry, witness_latest
 from hub.policy import PolicyRuntime
 from hub.protection import DEMO_PASSPHRASE, Erased, RecordProtector, open_key_service
@@ -97,7 +98,9 @@ def run_demo(settings: Settings, residents: int, seed: int) -> None:
         )
         protector = demo_ingest(settings, catalog, engine, evidence)
         records = demo_protection(RecordStore(engine, catalog), protector, evidence)
-        demo_policies(settings, catalog, evidence, protector, records[1])
+        agreement_id = demo_policies(settings, catalog, evidence, protector, records[1])
+        resident = str(protector.reveal(records[1], {"id_number"})["id_number"])
+        demo_api(settings, resident, agreement_id)
         demo_audit(settings, evidence)
     finally:
         log.close()
@@ -191,7 +194,7 @@ def _shown(value: object) -> str:
 
 def demo_policies(
     settings: Settings, catalog: Catalog, evidence: Evidence, protector: RecordProtector, record: ProtectedRecord
-) -> None:
+) -> str:
     """An investigator with a case, the same officer without one, and a break-glass request, all audited."""
     out.rule("[bold]Policies[/]: roles (Casbin), need-to-know (Rego), agreements, break-glass")
     runtime = PolicyRuntime.open(settings, catalog, evidence)
@@ -208,7 +211,7 @@ def demo_policies(
         provider="civil_affairs",
         dataset="civil_affairs.vulnerable_person",
         fields=["person_no", "name", "category", "address", "phone", "guardian_name", "guardian_phone", "community"],
-        purposes=["fraud_investigation", "missing_person"],
+        purposes=["fraud_investigation", "fraud_warning", "missing_person"],
         lawful_basis="statutory_duty",
         legal_citation="PIPL 13(3); People's Police Law art. 6",
         necessity="identify and protect vulnerable residents targeted by fraud or missing",
@@ -254,3 +257,4 @@ def demo_policies(
         f"{'[green]allowed[/]' if emergency.allow else '[red]refused[/]'} under break-glass; "
         f"obligations: {', '.join(emergency.obligations)}"
     )
+    return agreement.id
