@@ -1,0 +1,175 @@
+"""Person-view throughput and latency with 2 uvicorn workers and 32 concurrent keep-alive clients.
+
+Compared, in the same run, with an unprotected endpoint serving the same rows (bench/baseline/api_baseline.py:
+no policy, no decryption, no audit). Last line: one JSON object.
+
+    python bench/api.py [--residents 2000] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.api_world import populate  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(app: str, port: int, env: dict[str, str], app_dir: Path) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--app-dir",
+        str(app_dir),
+    ]
+    process = subprocess.Popen(command, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                time.sleep(2.0)  # both workers up
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"{app} did not start")
+
+
+async def load(port: int, requests: list[bytes], seconds: float, clients: int = 32) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def client(index: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = index
+        while time.perf_counter() < stop:
+            began = time.perf_counter()
+            writer.write(requests[i % len(requests)])
+            i += clients
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors += 1
+            latencies.append(time.perf_counter() - began)
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+        "requests": len(latencies),
+        "errors": errors,
+    }
+
+
+def request(path: str, body: dict[str, Any], token: str = "") -> bytes:
+    payload = json.dumps(body).encode()
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth}"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--residents", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="hub-bench-api-"))
+    hub_port, base_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{hub_port}"
+    settings = populate(folder, residents=args.residents)
+    from hub.api.runtime import HubRuntime
+
+    hub = HubRuntime.open(settings.model_copy(update={"api_public_url": url}))
+    hub.policy.roles.assign("P-BENCH", "officer", "police")
+    from sqlmodel import Session, select
+
+    from hub.store.tables import RecordRow
+
+    with Session(hub.store.engine) as session:
+        rows = session.exec(
+            select(RecordRow).where(RecordRow.dataset_id == "civil_affairs.vulnerable_person").limit(200)
+        ).all()
+    ids = []
+    for row in rows:
+        record = hub.store.get(row.dataset_id, row.record_key)
+        if record is not None:
+            ids.append((str(hub.protector.reveal(record, {"id_number"})["id_number"]), record.subject_index.hex()))
+    random.Random(7).shuffle(ids)
+    if hub.dev_idp is None:
+        raise SystemExit("the benchmark needs the development identity provider")
+    token = hub.dev_idp.issue("P-BENCH", agency="police", roles=["officer"], jurisdiction="110100", lifetime=3600)
+    hub.close()
+    env = {**os.environ, "HUB_VAR_DIR": str(folder), "HUB_DEV_IDP": "true", "HUB_API_PUBLIC_URL": url}
+    protected = [
+        request("/v1/officer/person-view", {"id_number": i, "purpose": "welfare_check"}, token) for i, _ in ids
+    ]
+    baseline = [request("/baseline/person-view", {"subject_index": s}) for _, s in ids]
+    results: dict[str, Any] = {}
+    for name, app, port, requests, app_dir in (
+        ("baseline", "api_baseline:create_app", base_port, baseline, HERE / "baseline"),
+        ("person_view", "hub.api.app:create_app", hub_port, protected, ROOT),
+    ):
+        process = start(app, port, env, app_dir)
+        try:
+            asyncio.run(load(port, requests, 3.0))  # warm up
+            results[name] = asyncio.run(load(port, requests, args.seconds))
+        finally:
+            process.terminate()
+            process.wait(30)
+        print(f"{name}: {results[name]}", file=sys.stderr)
+    results["p99_ratio"] = round(results["person_view"]["p99_ms"] / results["baseline"]["p99_ms"], 2)
+    results["throughput_ratio"] = round(
+        results["baseline"]["requests_per_s"] / results["person_view"]["requests_per_s"], 2
+    )
+    results["workers"] = 2
+    results["clients"] = 32
+    results["goals"] = {"requests_per_s": 1500, "p99_ratio": 1.5}
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

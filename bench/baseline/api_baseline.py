@@ -1,0 +1,35 @@
+"""The unprotected baseline for bench/api.py: the same rows, found the same way, with no policy, decryption or audit."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi import FastAPI
+
+from hub.catalog import load_catalog
+from hub.settings import get_settings
+from hub.store import RecordStore, create_store_engine
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    store = RecordStore(create_store_engine(settings.effective_database_url), load_catalog())
+    app = FastAPI()
+
+    @app.post("/baseline/person-view")
+    async def person_view(body: dict[str, str]) -> dict[str, Any]:
+        records = store.by_subject(bytes.fromhex(body["subject_index"]))
+        return {
+            "records": [
+                {
+                    "dataset": r.dataset_id,
+                    "record_key": r.record_key,
+                    "fields": dict(r.clear_fields),
+                    "sealed": base64.b64encode(r.sealed_fields).decode(),
+                }
+                for r in records
+            ]
+        }
+
+    return app
