@@ -40,6 +40,11 @@ RESPONSE_COMPONENTS = (
 )
 
 
+def public_target_uri(base_url: str, path: str, query: str) -> str:
+    """``@target-uri`` as a partner signs it: the hub's public base URL, then the path and query it received."""
+    return f"{base_url}{path}" + (f"?{query}" if query else "")
+
+
 def header_fields() -> CaseInsensitiveDict:
     """An empty case-insensitive header map (the library's own type, which it reads and writes)."""
     return CaseInsensitiveDict()  # type: ignore[no-untyped-call]

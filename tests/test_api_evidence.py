@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.entries import Actor
+from audit.merkle import verify_inclusion
 from tests.api_world import World, public_key_b64
 
 VIEW = "/v1/officer/person-view"
@@ -35,7 +37,13 @@ def test_auditor_exports_a_bundle_the_offline_verifier_accepts(world: World, tmp
     )
     assert result.returncode == 0, result.stdout + result.stderr
     proof = world.client.get("/v1/audit/proofs/inclusion", params={"seq": 0}, headers=auditor(world)).json()
-    assert proof["seq"] == 0 and proof["proof"] is not None
+    verify_inclusion(
+        0,
+        proof["tree_size"],
+        base64.b64decode(proof["leaf_hash"]),
+        [base64.b64decode(p) for p in proof["proof"]],
+        base64.b64decode(proof["root"]),
+    )
     bad = world.client.get("/v1/audit/proofs/consistency", params={"first": 5, "second": 10**9}, headers=auditor(world))
     assert bad.status_code == 400
 

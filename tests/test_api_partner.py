@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import time
@@ -184,4 +183,3 @@ def test_push_goes_through_validation_and_dead_letters(world: World) -> None:
         assert "110105194912310026" not in json.dumps(answer)
         with pytest.raises(Exception, match="own datasets"):
             partner.push("police.incident", [good])
-    assert base64  # (imported for symmetry with other tests)

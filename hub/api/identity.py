@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import InvalidKeyIdError, JoseError, MissingKeyError
 from joserfc.jwk import KeySet
 
 from hub.errors import HubError
@@ -111,14 +111,12 @@ class TokenValidator:
 
     def claims(self, token: str) -> dict[str, Any]:
         try:
-            decoded = jwt.decode(token, self.source.keys(), algorithms=ALGORITHMS)
-        except JoseError as error:
-            if "kid" not in str(error).lower() and not isinstance(error, _missing_key_errors()):
-                raise TokenRejected(f"invalid token: {error.error}") from None
-            try:  # a new signing key at the issuer: fetch its key set once more
+            try:
+                decoded = jwt.decode(token, self.source.keys(), algorithms=ALGORITHMS)
+            except (InvalidKeyIdError, MissingKeyError):  # a new signing key at the issuer: fetch its key set again
                 decoded = jwt.decode(token, self.source.keys(refresh=True), algorithms=ALGORITHMS)
-            except JoseError as again:
-                raise TokenRejected(f"invalid token: {again.error}") from None
+        except JoseError as error:
+            raise TokenRejected(f"invalid token: {error.error}") from None
         except ValueError:
             raise TokenRejected("invalid token: malformed") from None
         registry = jwt.JWTClaimsRegistry(
@@ -164,9 +162,3 @@ class TokenValidator:
         except IdentifierError:
             raise TokenRejected("token rejected: no valid verified identity") from None
         return Resident(subject=str(claims["sub"]), id_number=id_number)
-
-
-def _missing_key_errors() -> tuple[type[Exception], ...]:
-    from joserfc.errors import InvalidKeyIdError, MissingKeyError
-
-    return (InvalidKeyIdError, MissingKeyError)

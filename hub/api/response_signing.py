@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from http_message_signatures.exceptions import HTTPMessageSignaturesException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.httpsig import Message as SignedMessage
-from hub.httpsig import ResponseMessage, header_fields, sign_response
+from hub.httpsig import ResponseMessage, header_fields, public_target_uri, sign_response
 
 SIGNED_PREFIX = "/v1/partner/"
 
@@ -52,8 +53,7 @@ class ResponseSigningMiddleware:
         await self.app(scope, receive, capture)
 
     def _signed(self, scope: Scope, start: Message, body: bytes) -> Message:
-        query = scope.get("query_string", b"").decode("latin-1")
-        url = f"{self.public_url}{scope['path']}" + (f"?{query}" if query else "")
+        url = public_target_uri(self.public_url, scope["path"], scope.get("query_string", b"").decode("latin-1"))
         request = SignedMessage.of(
             scope["method"], url, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         )
@@ -69,7 +69,7 @@ class ResponseSigningMiddleware:
         response = ResponseMessage(int(start["status"]), headers, request)
         try:
             sign_response(response, body, self.key_id, self.key)
-        except Exception:
+        except HTTPMessageSignaturesException:  # e.g. a malformed request signature field: a plain (401) answer
             return {**start, "headers": kept}
         for name in ("Content-Digest", "Signature-Input", "Signature"):
             kept.append((name.lower().encode(), str(response.headers[name]).encode("latin-1")))

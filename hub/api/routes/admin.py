@@ -31,6 +31,7 @@ from hub.api.models import (
 )
 from hub.api.partner_keys import KeyRegistryError
 from hub.api.routes.common import problems
+from hub.api.runtime import HubRuntime
 from hub.identifiers import normalise_id_number
 from hub.store.tables import AgencyKeyRow
 from policies.agreements import Principal
@@ -59,6 +60,23 @@ def agreement_out(row: AgreementRow) -> AgreementOut:
         rejection_reason=row.rejection_reason,
         decisions=row.decisions,
         records_released=row.records_released,
+    )
+
+
+def request_agreement_from(hub: HubRuntime, requester: Principal, body: SharingRequestIn) -> AgreementRow:
+    """Admins (consumer side) and partner systems request agreements through the same service call."""
+    return hub.policy.agreements.request(
+        requester,
+        provider=body.provider,
+        dataset=body.dataset,
+        fields=body.fields,
+        purposes=body.purposes,
+        lawful_basis=body.lawful_basis,
+        valid_from=body.valid_from,
+        valid_until=body.valid_until,
+        legal_citation=body.legal_citation,
+        necessity=body.necessity,
+        conditions=body.conditions,
     )
 
 
@@ -133,20 +151,7 @@ async def assign_role(body: RoleIn, request: Request, who: Admin) -> Done:
 @router.post("/agreements", status_code=201, summary="Request an agreement as the consumer agency", responses=ADMIN)
 async def request_agreement(body: SharingRequestIn, request: Request, who: Admin) -> AgreementOut:
     _, principal = _admin(request, who, "agreements", "request")
-    row = await asyncio.to_thread(
-        hub_of(request).policy.agreements.request,
-        principal,
-        provider=body.provider,
-        dataset=body.dataset,
-        fields=body.fields,
-        purposes=body.purposes,
-        lawful_basis=body.lawful_basis,
-        valid_from=body.valid_from,
-        valid_until=body.valid_until,
-        legal_citation=body.legal_citation,
-        necessity=body.necessity,
-        conditions=body.conditions,
-    )
+    row = await asyncio.to_thread(request_agreement_from, hub_of(request), principal, body)
     return agreement_out(row)
 
 

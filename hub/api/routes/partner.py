@@ -21,7 +21,7 @@ from hub.api.auth import Forbidden, hub_of, partner, partner_principal
 from hub.api.models import AgreementOut, FeedOut, PartnerQueryIn, PushIn, PushOut, ReleaseOut, SharingRequestIn
 from hub.api.partner_keys import PartnerKey
 from hub.api.problems import request_id_of
-from hub.api.routes.admin import agreement_out
+from hub.api.routes.admin import agreement_out, request_agreement_from
 from hub.api.routes.common import problems, record_out, release_out
 from hub.errors import HubError
 from hub.release import Query as ReleaseQuery
@@ -62,20 +62,7 @@ async def sharing_request(
 ) -> AgreementOut:
     hub = hub_of(request)
     requester = Principal(f"svc:{key.agency}", key.agency, "partner_service")
-    row = await asyncio.to_thread(
-        hub.policy.agreements.request,
-        requester,
-        provider=body.provider,
-        dataset=body.dataset,
-        fields=body.fields,
-        purposes=body.purposes,
-        lawful_basis=body.lawful_basis,
-        valid_from=body.valid_from,
-        valid_until=body.valid_until,
-        legal_citation=body.legal_citation,
-        necessity=body.necessity,
-        conditions=body.conditions,
-    )
+    row = await asyncio.to_thread(request_agreement_from, hub, requester, body)
     return agreement_out(row)
 
 
