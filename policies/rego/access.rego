@@ -210,24 +210,26 @@ covers_non_sensitive contains a.id if {
 	consent_valid(a, "separate_provision")
 }
 
-# The fields some usable agreement covers with a lawful basis. Rules, not functions: engines evaluate
-# them once per decision.
-agreed_fields contains field if {
-	some a in usable
-	a.id in covers_all
-	some field in a.fields
-}
+# The fields some usable agreement covers with a lawful basis: the union of each class's agreement fields
+# first, then one look at each distinct field's class. Rules, not functions: engines evaluate them once per
+# decision.
+fields_of(ids) := {field | some a in usable; a.id in ids; some field in a.fields}
+
+covered_fields := fields_of(covers_all)
+
+consented_fields := fields_of(covers_non_sensitive - covers_all)
+
+usable_fields := {field | some a in usable; some field in a.fields}
+
+agreed_fields contains field if some field in covered_fields
 
 agreed_fields contains field if {
-	some a in usable
-	a.id in covers_non_sensitive
-	some field in a.fields
+	some field in consented_fields
 	not dataset.fields[field].pi == "sensitive"
 }
 
 agreed_fields contains field if {
-	some a in usable
-	some field in a.fields
+	some field in usable_fields
 	dataset.fields[field].pi == "none"
 }
 
