@@ -5,18 +5,20 @@ The event carries the record's provenance as attributes and the protected record
 value in clear. The bus key is dataset + record key, so one record's versions stay in one partition, in
 order.
 
-Events are written and read with the standard library's JSON: the ``cloudevents`` SDK's reader costs
-about 60 µs an event (it re-parses times with dateutil and re-validates every attribute), which at
-ingestion rates is most of the materialiser's time. A test holds this module to the SDK both ways: the
-SDK reads what this writes, and this reads what the SDK writes.
+Events are written and read with orjson rather than through the ``cloudevents`` SDK: the SDK's reader
+costs about 60 µs an event (it re-parses times with dateutil and re-validates every attribute), and the
+standard library's JSON about 10 µs each way, which at ingestion rates is most of the materialiser's
+time. A test holds this module to the SDK both ways: the SDK reads what this writes, and this reads what
+the SDK writes.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from hub.store.records import ProtectedRecord, Provenance
 
@@ -55,17 +57,17 @@ def to_event(record: ProtectedRecord) -> tuple[bytes, bytes]:
             "subject_index": base64.b64encode(record.subject_index).decode("ascii"),
         },
     }
-    return bus_key(record.dataset_id, record.record_key), json.dumps(event, ensure_ascii=False).encode()
+    return bus_key(record.dataset_id, record.record_key), orjson.dumps(event)
 
 
 def from_event(body: bytes) -> ProtectedRecord:
     try:
-        event: dict[str, Any] = json.loads(body)
+        event: dict[str, Any] = orjson.loads(body)
         if event.get("specversion") != SPEC_VERSION or event.get("type") not in (RECORD_TYPE, TOMBSTONE_TYPE):
             raise EnvelopeError("not a CloudEvents 1.0 hub record event")
         data = event["data"]
         if isinstance(data, str):
-            data = json.loads(data)
+            data = orjson.loads(data)
         _, _, agency, system = event["source"].split("/", 3)
         updated = event.get("sourceupdatedat") or ""
         return ProtectedRecord(

@@ -6,12 +6,12 @@ redelivered or out-of-order message can never replace a newer version, whichever
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, and_, func, or_
 from sqlmodel import Session, col, select
 
@@ -76,7 +76,7 @@ def _aware(moment: datetime) -> datetime:
 
 def _sqlite_time(moment: datetime) -> str:
     """The text SQLAlchemy's SQLite DateTime stores (naive UTC), which its reads parse back."""
-    return _aware(moment).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return _aware(moment).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 _COLUMNS = (
@@ -163,7 +163,7 @@ class RecordStore:
                     when(p.pulled_at),
                     when(p.source_updated_at) if p.source_updated_at else None,
                     record.subject_index,
-                    json.dumps(dict(record.clear_fields)),
+                    orjson.dumps(dict(record.clear_fields)).decode(),
                     record.sealed_fields,
                     record.deleted,
                     now,
