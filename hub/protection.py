@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
 
+import orjson
+
 from hub.catalog import Catalog, DatasetDefinition
 from hub.errors import HubError
 from hub.identifiers import IdentifierError, normalise_id_number
@@ -57,11 +59,13 @@ class Erased:
 
 
 def _encode_sealed(sealed: Mapping[str, bytes]) -> bytes:
-    return json.dumps({k: base64.b64encode(v).decode("ascii") for k, v in sealed.items()}, sort_keys=True).encode()
+    return orjson.dumps(
+        {k: base64.b64encode(v).decode("ascii") for k, v in sealed.items()}, option=orjson.OPT_SORT_KEYS
+    )
 
 
 def decode_sealed(blob: bytes) -> dict[str, bytes]:
-    return {k: base64.b64decode(v) for k, v in json.loads(blob).items()}
+    return {k: base64.b64decode(v) for k, v in orjson.loads(blob).items()}
 
 
 class RecordProtector:
@@ -72,6 +76,7 @@ class RecordProtector:
         self.catalog = catalog
         self.masker = Masker(keys.keystore.secret("mask:hash"), keys.suite)
         self._indexes: dict[str, bytes] = {}
+        self._personal: dict[str, dict[str, bool]] = {}  # per dataset: field name -> is personal
 
     def prefetch(self, dataset_id: str, rows: list[Mapping[str, Any]]) -> None:
         """Load the subjects' keys of a batch of rows in one go (invalid subjects are left for protect)."""
@@ -117,22 +122,25 @@ class RecordProtector:
         dataset = self.catalog.dataset(dataset_id)
         subject = self._subject(dataset, values)
         key = self.keys.key_for_subject(subject)
+        personal = self._personal.get(dataset_id)
+        if personal is None:
+            personal = self._personal[dataset_id] = {f.name: f.is_personal for f in dataset.fields}
         clear: dict[str, Any] = {}
-        sealed: dict[str, bytes] = {}
-        for field in dataset.fields:
-            if field.name not in values or values[field.name] is None:
+        plaintexts: dict[str, bytes] = {}
+        for name, value in values.items():
+            is_personal = personal.get(name)
+            if is_personal is None:
+                unknown = sorted(set(values) - set(personal))
+                raise ProtectionError(f"{dataset_id}: fields not in the catalog: {', '.join(unknown)}")
+            if value is None:
                 continue
-            if field.is_personal:
-                value = values[field.name]
+            if is_personal:
                 # Strings are most values; the C string encoder gives the same JSON as json.dumps, faster.
                 text = encode_basestring(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-                plaintext = text.encode("utf-8")
-                sealed[field.name] = self.keys.seal(key, plaintext, dataset_id, record_key, field.name)
+                plaintexts[name] = text.encode("utf-8")
             else:
-                clear[field.name] = values[field.name]
-        unknown = set(values) - {f.name for f in dataset.fields}
-        if unknown:
-            raise ProtectionError(f"{dataset_id}: fields not in the catalog: {', '.join(sorted(unknown))}")
+                clear[name] = value
+        sealed = self.keys.seal_record(key, dataset_id, record_key, plaintexts)
         return ProtectedRecord(
             dataset_id=dataset_id,
             record_key=record_key,

@@ -87,6 +87,25 @@ def test_associated_data_mismatch_raises(service: KeyService, elsewhere: tuple[s
         service.unseal(blob, *elsewhere)
 
 
+def test_sealing_a_whole_record_gives_what_sealing_each_field_gives(service: KeyService) -> None:
+    """seal_record is the ingestion path: every value must open exactly as seal's would, bound to its own
+    field and record, each with a fresh nonce."""
+    key = service.key_for_subject(subject(service))
+    dataset, record, _ = WHERE
+    values = {"diagnosis": "原发性高血压".encode(), "patient_name": "张三".encode(), "phone": b"13812345678"}
+    sealed = service.seal_record(key, dataset, record, values)
+    assert set(sealed) == set(values)
+    for field, blob in sealed.items():
+        assert service.unseal(blob, dataset, record, field) == values[field]
+        one_by_one = parse(service.seal(key, values[field], dataset, record, field))
+        assert parse(blob).header[:-12] == one_by_one.header[:-12]  # same suite, KEK, DEK; only the nonce differs
+        with pytest.raises(DecryptionError):
+            service.unseal(blob, dataset, record + "1", field)
+    with pytest.raises(DecryptionError):
+        service.unseal(sealed["diagnosis"], dataset, record, "patient_name")
+    assert len({parse(b).nonce for b in sealed.values()}) == len(sealed)
+
+
 def test_each_subject_has_its_own_key_and_index_is_canonical(service: KeyService) -> None:
     a = service.key_for_subject(subject(service, "11010519491231002x"))
     assert service.key_for_subject(subject(service, " 11010519491231002X ")).dek_id == a.dek_id
