@@ -8,7 +8,7 @@ Source columns no mapping uses are dropped and counted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -48,7 +48,13 @@ def parse_time(value: Any, zone: timezone) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 
+Coercer = Callable[[Any], Any]
+
+
 class Mapper:
+    """Maps rows of one connector. Each field's coercion is chosen once, here, from its catalog type and
+    mapping: ingestion calls it for every field of every row, so nothing is looked up per value."""
+
     def __init__(self, config: ConnectorConfig, dataset: DatasetDefinition) -> None:
         self.config = config
         self.dataset = dataset
@@ -56,53 +62,72 @@ class Mapper:
         self.used = {m.source for m in config.fields.values()} | {config.key}
         if config.deleted:
             self.used.add(config.deleted)
+        self._fields = [(name, mapping.source, self._coercer(name)) for name, mapping in config.fields.items()]
+        self._required = [
+            (d.name, "no subject" if d.name == dataset.subject_field else "missing required field")
+            for d in dataset.fields
+            if d.required
+        ]
 
-    def _coerce(self, name: str, raw: Any) -> Any:
+    def _coercer(self, name: str) -> Coercer:
         definition = self.dataset.field(name)
         mapping = self.config.fields[name]
         where = f"{self.dataset.id}.{name}"
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            return None
-        if mapping.map is not None:
-            if str(raw) not in mapping.map:
-                raise RecordRejected(f"{where}: source value has no mapping to the catalog's values")
-            raw = mapping.map[str(raw)]
         kind = definition.type
-        try:
-            if kind is FieldType.ID_NUMBER:
-                return normalise_id_number(str(raw))
-            if kind is FieldType.ID_NUMBER_LIST:
-                parts = str(raw).split(mapping.split or ",")
-                return [normalise_id_number(p) for p in parts if p.strip()]
-            if kind is FieldType.PHONE:
-                return normalise_phone(str(raw))
-            if kind is FieldType.DATETIME:
-                return parse_time(raw, self.zone).isoformat()
-            if kind is FieldType.DATE:
-                return date.fromisoformat(str(raw).strip()).isoformat()
-            if kind is FieldType.INTEGER:
-                return int(raw)
-            if kind is FieldType.BOOLEAN:
-                return str(raw).strip().lower() in ("1", "true", "yes", "y")
-            if kind is FieldType.ENUM:
-                if str(raw) not in definition.enum_values:
+        zone = self.zone
+        convert: Coercer
+        if kind is FieldType.ID_NUMBER:
+            convert = lambda raw: normalise_id_number(str(raw))  # noqa: E731
+        elif kind is FieldType.ID_NUMBER_LIST:
+            separator = mapping.split or ","
+            convert = lambda raw: [normalise_id_number(p) for p in str(raw).split(separator) if p.strip()]  # noqa: E731
+        elif kind is FieldType.PHONE:
+            convert = lambda raw: normalise_phone(str(raw))  # noqa: E731
+        elif kind is FieldType.DATETIME:
+            convert = lambda raw: parse_time(raw, zone).isoformat()  # noqa: E731
+        elif kind is FieldType.DATE:
+            convert = lambda raw: date.fromisoformat(str(raw).strip()).isoformat()  # noqa: E731
+        elif kind is FieldType.INTEGER:
+            convert = int
+        elif kind is FieldType.BOOLEAN:
+            convert = lambda raw: str(raw).strip().lower() in ("1", "true", "yes", "y")  # noqa: E731
+        elif kind is FieldType.ENUM:
+            allowed = frozenset(definition.enum_values)
+
+            def convert(raw: Any) -> Any:
+                if str(raw) not in allowed:
                     raise RecordRejected(f"{where}: value is not one of the catalog's values")
                 return str(raw)
-            return str(raw).strip()
-        except IdentifierError as error:
-            raise RecordRejected(f"{where}: {error}") from None
-        except (ValueError, TypeError):
-            raise RecordRejected(f"{where}: not a valid {kind.value}") from None
+
+        else:
+            convert = lambda raw: str(raw).strip()  # noqa: E731
+        table = mapping.map
+
+        def coerce(raw: Any) -> Any:
+            if raw is None or (isinstance(raw, str) and not raw.strip()):
+                return None
+            if table is not None:
+                if str(raw) not in table:
+                    raise RecordRejected(f"{where}: source value has no mapping to the catalog's values")
+                raw = table[str(raw)]
+            try:
+                return convert(raw)
+            except IdentifierError as error:
+                raise RecordRejected(f"{where}: {error}") from None
+            except (ValueError, TypeError):
+                raise RecordRejected(f"{where}: not a valid {kind.value}") from None
+
+        return coerce
 
     def map(self, row: Mapping[str, Any], version_source: Any = None) -> MappedRecord:
         key = row.get(self.config.key)
         if key is None or not str(key).strip():
             raise RecordRejected(f"{self.dataset.id}: no record key ({self.config.key})")
-        values = {name: self._coerce(name, row.get(mapping.source)) for name, mapping in self.config.fields.items()}
-        for definition in self.dataset.fields:
-            if definition.required and values.get(definition.name) is None:
-                reason = "no subject" if definition.name == self.dataset.subject_field else "missing required field"
-                raise RecordRejected(f"{self.dataset.id}.{definition.name}: {reason}")
+        get = row.get
+        values = {name: coerce(get(source)) for name, source, coerce in self._fields}
+        for name, reason in self._required:
+            if values.get(name) is None:
+                raise RecordRejected(f"{self.dataset.id}.{name}: {reason}")
         updated: datetime | None = None
         if version_source is not None and str(version_source).strip():
             try:
