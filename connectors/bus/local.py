@@ -64,13 +64,20 @@ class _Partition:
         self.scan()
         if start >= len(self.positions):
             return []
+        end = min(len(self.positions), start + limit)
+        first = self.positions[start]
+        last = self.positions[end] if end < len(self.positions) else self.scanned_to
+        with self.path.open("rb") as handle:  # the records are contiguous: one read, then slices
+            handle.seek(first)
+            data = handle.read(last - first)
         out = []
-        with self.path.open("rb") as handle:
-            handle.seek(self.positions[start])
-            for offset in range(start, min(len(self.positions), start + limit)):
-                length, _, key_length = _HEADER.unpack(handle.read(_HEADER.size))
-                body = handle.read(length)
-                out.append((offset, body[:key_length], body[key_length:]))
+        unpack = _HEADER.unpack_from
+        at = 0
+        for offset in range(start, end):
+            length, _, key_length = unpack(data, at)
+            body_at = at + _HEADER.size
+            out.append((offset, data[body_at : body_at + key_length], data[body_at + key_length : body_at + length]))
+            at = body_at + length
         return out
 
 
