@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
+from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
 
 from audit.entries import Actor, EntryDraft, canonical_json
 from audit.log import AuditUnavailable
@@ -304,32 +304,32 @@ class ReleaseService:
         now = int(time.time())
         p = query.principal
         rows = [
-            AccessIndexRow(
-                seq=seq,
-                subject=request.record.subject_pseudonym or "",
-                at=now,
-                agency=p.agency,
-                purpose=query.purpose,
-                dataset=request.record.dataset,
-                case_id=query.case_id,
-                result="permit" if decision.allow else "deny",
-                break_glass="post_hoc_review" in decision.obligations,
-            )
+            {
+                "seq": seq,
+                "subject": request.record.subject_pseudonym or "",
+                "at": now,
+                "agency": p.agency,
+                "purpose": query.purpose,
+                "dataset": request.record.dataset,
+                "case_id": query.case_id,
+                "result": "permit" if decision.allow else "deny",
+                "break_glass": "post_hoc_review" in decision.obligations,
+            }
             for seq, request, decision in zip(release.decision_seqs, requests, decisions, strict=True)
             if request.record.subject_pseudonym
         ]
-        try:
-            with Session(self.store.engine) as session:
-                session.add_all(rows)
-                session.commit()
-        except SQLAlchemyError:
-            raise ServiceUnavailable("audit") from None
+        # One executemany, not the ORM's unit of work: this runs once per released record.
+        if rows:
+            try:
+                with self.store.engine.begin() as connection:
+                    connection.execute(insert(AccessIndexRow), rows)
+            except SQLAlchemyError:
+                raise ServiceUnavailable("audit") from None
         used: dict[str, int] = {}
         for decision in decisions:
             for agreement in decision.agreements:
                 used[agreement] = used.get(agreement, 0) + 1
-        for agreement, count in used.items():
-            self.decisions.agreements.count_use([agreement], records=count, decisions=count)
+        self.decisions.agreements.count_uses(used)
         if any(d.allow and "post_hoc_review" in d.obligations for d in decisions) and query.emergency_reason:
             task = self.reviews.open(
                 p.agency, p.id, query.purpose, query.emergency_reason, release_seq, query.request_id or ""

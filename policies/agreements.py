@@ -302,6 +302,22 @@ class AgreementService:
             )
             session.commit()
 
+    def count_uses(self, used: Mapping[str, int]) -> None:
+        """Add each agreement's decisions and released records (one each per decision), in one transaction."""
+        if not used:
+            return
+        with Session(self.engine) as session:
+            for agreement, count in sorted(used.items()):
+                session.execute(
+                    update(AgreementRow)
+                    .where(col(AgreementRow.id) == agreement)
+                    .values(
+                        decisions=AgreementRow.decisions + count,
+                        records_released=AgreementRow.records_released + count,
+                    )
+                )
+            session.commit()
+
     def usage_report(self) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
             rows = session.exec(select(AgreementRow).order_by(AgreementRow.id)).all()
