@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+import itertools  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
@@ -54,8 +55,8 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 def cycle(items: list[T], operation: Callable[[T], object]) -> Callable[[], object]:
     """One call per item, round and round: the latency figures span every sampled request."""
-    position = iter(range(1 << 62))
-    return lambda: operation(items[next(position) % len(items)])
+    endless = itertools.cycle(items)
+    return lambda: operation(next(endless))
 
 
 def timed(operation: Callable[[], object], count: int) -> list[float]:

@@ -329,7 +329,7 @@ class ReleaseService:
         for decision in decisions:
             for agreement in decision.agreements:
                 used[agreement] = used.get(agreement, 0) + 1
-        self.decisions.agreements.count_uses(used)
+        self.decisions.agreements.count_uses({a: (n, n) for a, n in used.items()})
         if any(d.allow and "post_hoc_review" in d.obligations for d in decisions) and query.emergency_reason:
             task = self.reviews.open(
                 p.agency, p.id, query.purpose, query.emergency_reason, release_seq, query.request_id or ""

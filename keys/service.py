@@ -349,7 +349,7 @@ class KeyService:
 
     def seal(self, key: DataKey, plaintext: bytes, dataset: str, record_key: str, field: str) -> bytes:
         """Seal one field value, bound to where it lives."""
-        return key.seal(plaintext, field_context(dataset, record_key, field))
+        return self.seal_record(key, dataset, record_key, {field: plaintext})[field]
 
     def seal_record(
         self, key: DataKey, dataset: str, record_key: str, plaintexts: Mapping[str, bytes]

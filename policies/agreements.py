@@ -289,31 +289,24 @@ class AgreementService:
         self._index_version = None  # rebuild on next use
 
     def count_use(self, agreement_ids: Sequence[str], records: int, decisions: int = 1) -> None:
-        if not agreement_ids:
-            return
-        with Session(self.engine) as session:
-            session.execute(
-                update(AgreementRow)
-                .where(col(AgreementRow.id).in_(list(agreement_ids)))
-                .values(
-                    decisions=AgreementRow.decisions + decisions,
-                    records_released=AgreementRow.records_released + records,
-                )
-            )
-            session.commit()
+        self.count_uses({agreement: (decisions, records) for agreement in agreement_ids})
 
-    def count_uses(self, used: Mapping[str, int]) -> None:
-        """Add each agreement's decisions and released records (one each per decision), in one transaction."""
-        if not used:
+    def count_uses(self, uses: Mapping[str, tuple[int, int]]) -> None:
+        """Add (decisions, records released) to each agreement, in one transaction: one UPDATE per distinct
+        pair of increments, so the common case — the same increments everywhere — is one statement."""
+        if not uses:
             return
+        by_increment: dict[tuple[int, int], list[str]] = {}
+        for agreement, increment in uses.items():
+            by_increment.setdefault(increment, []).append(agreement)
         with Session(self.engine) as session:
-            for agreement, count in sorted(used.items()):
+            for (decisions, records), agreements in sorted(by_increment.items()):
                 session.execute(
                     update(AgreementRow)
-                    .where(col(AgreementRow.id) == agreement)
+                    .where(col(AgreementRow.id).in_(sorted(agreements)))
                     .values(
-                        decisions=AgreementRow.decisions + count,
-                        records_released=AgreementRow.records_released + count,
+                        decisions=AgreementRow.decisions + decisions,
+                        records_released=AgreementRow.records_released + records,
                     )
                 )
             session.commit()
