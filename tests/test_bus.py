@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from connectors.bus.base import Bus, Message
 from connectors.bus.kafka import KafkaBus
 from connectors.bus.local import LocalBus
-from connectors.envelope import from_event, to_event
+from connectors.envelope import EnvelopeError, from_event, to_event
 from hub.store.records import ProtectedRecord, Provenance
 
 
@@ -95,7 +96,7 @@ def test_envelope_round_trip_is_a_cloudevent_without_plaintext() -> None:
         ),
         subject_index=b"\x01" * 32,
         clear_fields={"visit_no": "V2611190000001", "updated_at": "2026-11-19T10:00:00+08:00"},
-        sealed_fields=b'{"diagnosis": "SEALED"}',
+        sealed_fields=b'{"diagnosis":"SEALED"}',  # as the protector writes it: compact orjson
     )
     key, body = to_event(record)
     assert key == b"health.visit\x00V2611190000001"
@@ -104,7 +105,14 @@ def test_envelope_round_trip_is_a_cloudevent_without_plaintext() -> None:
     event = json.loads(body)
     assert event["specversion"] == "1.0" and event["type"] == "gov.city.hub.record.v1"
     assert event["source"] == "/agencies/health/regional-his" and event["recordversion"] == "3"
+    assert event["data"]["sealed"] == {"diagnosis": "SEALED"}  # the sealed object itself, not base64 of it
     assert from_event(body) == record
+    # Events written before the sealed object was embedded carried it as base64: they still read.
+    event["data"]["sealed"] = base64.b64encode(record.sealed_fields).decode()
+    assert from_event(json.dumps(event).encode()) == record
+    event["data"]["sealed"] = ["not", "sealed", "fields"]
+    with pytest.raises(EnvelopeError):
+        from_event(json.dumps(event).encode())
 
 
 def test_a_torn_tail_is_never_read_and_is_cut_before_the_next_append(tmp_path: Path) -> None:
