@@ -8,7 +8,7 @@ is findable only through the blind index of their ID number, the same in every a
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,13 +59,14 @@ class Erased:
 
 
 def _encode_sealed(sealed: Mapping[str, bytes]) -> bytes:
+    b64 = binascii.b2a_base64
     return orjson.dumps(
-        {k: base64.b64encode(v).decode("ascii") for k, v in sealed.items()}, option=orjson.OPT_SORT_KEYS
+        {k: b64(v, newline=False).decode("ascii") for k, v in sealed.items()}, option=orjson.OPT_SORT_KEYS
     )
 
 
 def decode_sealed(blob: bytes) -> dict[str, bytes]:
-    return {k: base64.b64decode(v) for k, v in orjson.loads(blob).items()}
+    return {k: binascii.a2b_base64(v) for k, v in orjson.loads(blob).items()}
 
 
 class RecordProtector:
