@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from keys.ciphertext import encode_context
 from keys.errors import KeyInUse, KeystoreLocked, KeystoreUnavailable, UnknownKey, WrongPassphrase
 from keys.kek import KekVersion
-from keys.suites import NONCE_SIZE, Suite, aead_for, open_or_raise
+from keys.suites import NONCE_SIZE, Aead, Suite, aead_for, open_or_raise
 
 FORMAT = "hub-keystore/1"
 DEFAULT_KEK_ID = "kek-main"
@@ -75,6 +75,7 @@ class Keystore:
         self.suite = Suite[document["suite"]]
         self._aead = aead_for(self.suite, master)
         self._cache: dict[tuple[str, str], bytes] = {}
+        self._aeads: dict[str, Aead] = {}
         self._sealed_shut = False
 
     def lock(self) -> None:
@@ -85,6 +86,7 @@ class Keystore:
         """
         self._sealed_shut = True
         self._cache.clear()
+        self._aeads.clear()
         self._master = b""
 
     @property
@@ -270,13 +272,23 @@ class Keystore:
             raise UnknownKey(f"KEK {self.kek_id} version {version} is not in the keystore (retired or never made)")
         return self._unseal("kek", f"{self.kek_id}@{version}", entry["sealed"])
 
+    def _kek_aead(self, version: int) -> Aead:
+        """The KEK version's cipher, kept (like the unsealed material) until lock or retirement: building
+        one costs more than the wrap it serves, and a first ingestion wraps a key per resident."""
+        name = f"{self.kek_id}@{version}"
+        aead = self._aeads.get(name)
+        entry = self._doc["kek"]["versions"].get(str(version))
+        if aead is None or entry is None or entry.get("sealed") is None or self._sealed_shut:
+            aead = self._aeads[name] = aead_for(self.suite, self._kek(version))  # raises when it is gone
+        return aead
+
     def wrap(self, dek: bytes, associated_data: bytes) -> tuple[int, bytes]:
         version = self.current_kek_version
         nonce = secrets.token_bytes(NONCE_SIZE)
-        return version, nonce + aead_for(self.suite, self._kek(version)).encrypt(nonce, dek, associated_data)
+        return version, nonce + self._kek_aead(version).encrypt(nonce, dek, associated_data)
 
     def unwrap(self, version: int, wrapped: bytes, associated_data: bytes) -> bytes:
-        aead = aead_for(self.suite, self._kek(version))
+        aead = self._kek_aead(version)
         return open_or_raise(aead, wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], associated_data, "wrapped data key")
 
     def add_kek_version(self) -> int:
@@ -296,6 +308,7 @@ class Keystore:
             entry["sealed"] = None
             entry["retired_at"] = entry["retired_at"] or _now()
         self._cache.pop(("kek", f"{self.kek_id}@{version}"), None)
+        self._aeads.pop(f"{self.kek_id}@{version}", None)
 
     def kek_versions(self) -> list[KekVersion]:
         current = self.current_kek_version

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from keys.ciphertext import (
@@ -132,6 +131,15 @@ def _sweep(service_ref: weakref.ReferenceType[KeyService], interval: float) -> N
         del service
 
 
+_DEK_COLUMNS = "dek_id, subject_ref, suite, kek_id, kek_version, wrapped, created_at, shredded_at"
+_DEK_IDS = "dek_id, subject_ref"
+_INSERT_DEK = {
+    dialect: "INSERT INTO key_dek (dek_id, subject_ref, suite, kek_id, kek_version, wrapped, created_at) "  # noqa: S608
+    f"VALUES ({', '.join([mark] * 7)}) ON CONFLICT (subject_ref) DO NOTHING"
+    for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))
+}
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -158,6 +166,7 @@ class KeyService:
         self._lock = threading.Lock()
         self._index_keys: dict[str, bytes] = {}
         self._prefixes: dict[tuple[str, str], bytes] = {}
+        self._dataset_prefixes: dict[str, dict[str, bytes]] = {}  # the same, per dataset, for seal_record
         if cache_ttl > 0:
             interval = min(cache_ttl / 2, 1.0)
             threading.Thread(
@@ -281,6 +290,9 @@ class KeyService:
         """Load (or create) many subjects' keys at once: one query and one insert per call, not per subject.
 
         Ingestion calls this per batch; without it, each first-seen resident costs its own transaction.
+        A first ingestion creates a key per resident, so the statements here are constant SQL through the
+        driver's executemany (SQLAlchemy's per-row processing cost more than the database work), and a
+        key this call created is used from the material in hand rather than unwrapped again.
         Shredded subjects are left out, so using their key still raises KeyShredded.
         """
         wanted = list({r for r in subject_refs if r not in self._by_subject})
@@ -289,47 +301,52 @@ class KeyService:
         rows = self._select_many(wanted)
         missing = [r for r in wanted if r not in rows]
         if missing:
-            now = _now()
-            fresh = []
+            suite, kek_id, created_at = self.suite, self.keystore.kek_id, _now()
+            made: dict[bytes, tuple[bytes, bytes, int]] = {}  # subject -> (DEK id, material, KEK version)
+            params = []
             for ref in missing:
                 dek_id = secrets.token_bytes(DEK_ID_SIZE)
-                version, wrapped = self.keystore.wrap(
-                    secrets.token_bytes(self.suite.key_size), _wrap_context(dek_id, self.suite)
-                )
-                fresh.append(
-                    {
-                        "dek_id": dek_id,
-                        "subject_ref": ref,
-                        "suite": int(self.suite),
-                        "kek_id": self.keystore.kek_id,
-                        "kek_version": version,
-                        "wrapped": wrapped,
-                        "created_at": now,
-                        "shredded_at": None,
-                    }
-                )
-            table = dek_table
-            insert_row = postgresql.insert(table) if self.engine.dialect.name == "postgresql" else sqlite.insert(table)
+                material = secrets.token_bytes(suite.key_size)
+                version, wrapped = self.keystore.wrap(material, _wrap_context(dek_id, suite))
+                made[ref] = (dek_id, material, version)
+                params.append((dek_id, ref, int(suite), kek_id, version, wrapped, created_at))
             try:
                 with self.engine.begin() as connection:
-                    connection.execute(insert_row.on_conflict_do_nothing(index_elements=["subject_ref"]), fresh)
+                    connection.exec_driver_sql(_INSERT_DEK[self.engine.dialect.name], params)
             except OperationalError:
                 raise KeystoreUnavailable("the keys database is unreachable") from None
-            rows.update(self._select_many(missing))  # another process may have won a race: use its keys
+            # Another process may have won a race for some subject: its key, not ours, is the one to use.
+            stored = self._select_many(missing, columns=_DEK_IDS)
+            lost = []
+            for ref, (dek_id, material, version) in made.items():
+                if stored.get(ref, {}).get("dek_id") == dek_id:
+                    prefix = header_prefix(suite, kek_id, version, dek_id)
+                    self._remember(DataKey(dek_id, suite, aead_for(suite, material), prefix, self.cache_ttl), ref)
+                else:
+                    lost.append(ref)
+            if lost:
+                rows.update(self._select_many(lost))
         for ref, row in rows.items():
             if row["wrapped"] is not None:
                 self._remember(self._load(row), ref)
 
-    def _select_many(self, refs: list[bytes]) -> dict[bytes, dict[str, object]]:
+    def _select_many(self, refs: list[bytes], columns: str = "") -> dict[bytes, dict[str, object]]:
+        columns = columns or _DEK_COLUMNS
+        names = [c.strip() for c in columns.split(",")]
+        mark = "%s" if self.engine.dialect.name == "postgresql" else "?"
         found: dict[bytes, dict[str, object]] = {}
         try:
             with self.engine.connect() as connection:
                 for start in range(0, len(refs), 500):
                     chunk = refs[start : start + 500]
-                    for row in connection.execute(
-                        select(dek_table).where(dek_table.c.subject_ref.in_(chunk))
-                    ).mappings():
-                        found[bytes(row["subject_ref"])] = dict(row)
+                    # Only placeholders are formatted in; every value is a bound parameter.
+                    query = f"SELECT {columns} FROM key_dek WHERE subject_ref IN ({', '.join([mark] * len(chunk))})"  # noqa: S608
+                    for values in connection.exec_driver_sql(query, tuple(chunk)):
+                        row = dict(zip(names, values, strict=True))
+                        for name in ("dek_id", "subject_ref", "wrapped"):
+                            if row.get(name) is not None:
+                                row[name] = bytes(row[name])
+                        found[bytes(row["subject_ref"])] = row
         except OperationalError:
             raise KeystoreUnavailable("the keys database is unreachable") from None
         return found
@@ -361,13 +378,19 @@ class KeyService:
         tail = len(record).to_bytes(2, "big") + record
         header_prefix = key._prefix
         encrypt = key._aead.encrypt
-        prefixes = self._prefixes
+        prefixes = self._dataset_prefixes.get(dataset)
+        if prefixes is None:
+            prefixes = self._dataset_prefixes.setdefault(dataset, {})
+        # One getrandom call for the whole record: each field still gets its own independent random nonce.
+        nonces = os.urandom(NONCE_SIZE * len(plaintexts))
         sealed = {}
+        at = 0
         for field, plaintext in plaintexts.items():
-            prefix = prefixes.get((dataset, field))
+            prefix = prefixes.get(field)
             if prefix is None:
-                prefix = prefixes.setdefault((dataset, field), field_prefix(dataset, field))
-            nonce = os.urandom(NONCE_SIZE)
+                prefix = prefixes.setdefault(field, field_prefix(dataset, field))
+            nonce = nonces[at : at + NONCE_SIZE]
+            at += NONCE_SIZE
             header = header_prefix + nonce
             sealed[field] = header + encrypt(nonce, plaintext, header + prefix + tail)
         return sealed

@@ -219,6 +219,51 @@ def test_keys_work_with_postgresql(tmp_path: Path, postgres_url: str) -> None:
         service.unseal(blob, *WHERE)
 
 
+def _other_process(service: KeyService) -> KeyService:
+    return KeyService(Keystore.open(service.keystore.path, master_key=service.keystore._master), service.engine)
+
+
+def _check_prefetch(service: KeyService) -> None:
+    refs = [subject(service, id_number) for id_number in ("11010519491231002X", "440524188001010014")]
+    kept, erased = refs
+    service.shred(erased)
+    service.prefetch([*refs, kept])
+    blob = service.seal(service.key_for_subject(kept), b"prefetched", *WHERE)
+    other = _other_process(service)
+    assert other.unseal(blob, *WHERE) == b"prefetched"  # the key was stored, wrapped, and opens elsewhere
+    other.prefetch([kept])
+    assert other.key_for_subject(kept).dek_id == service.key_for_subject(kept).dek_id
+    with pytest.raises(KeyShredded):
+        service.key_for_subject(erased)  # prefetch leaves an erased subject out; it stays erased
+
+
+def test_prefetch_creates_stores_and_reuses_keys(service: KeyService) -> None:
+    _check_prefetch(service)
+
+
+def test_prefetch_works_with_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    _check_prefetch(make_service(tmp_path, Suite.AES_256_GCM, postgres_url))
+
+
+def test_prefetch_that_loses_a_race_uses_the_winners_key(service: KeyService, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = subject(service)
+    winner = _other_process(service)
+    first_look = service._select_many
+
+    def race(refs: list[bytes], columns: str = "") -> dict[bytes, dict[str, object]]:
+        if not columns and not winner._by_subject:
+            found = first_look(refs)  # nothing yet; then the other process creates the key
+            winner.key_for_subject(ref)
+            return found
+        return first_look(refs, columns)
+
+    monkeypatch.setattr(service, "_select_many", race)
+    service.prefetch([ref])
+    assert service.key_for_subject(ref).dek_id == winner.key_for_subject(ref).dek_id
+    blob = winner.seal(winner.key_for_subject(ref), b"one key per subject", *WHERE)
+    assert service.unseal(blob, *WHERE) == b"one key per subject"
+
+
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     plaintext=st.binary(max_size=512),
