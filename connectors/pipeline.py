@@ -19,6 +19,7 @@ from connectors.bus.select import open_bus
 from connectors.config import ConnectorConfig, load_connectors
 from connectors.materialiser import materialise
 from connectors.runner import ConnectorRunner, RunReport
+from hub import heap
 from hub.catalog import Catalog, load_catalog
 from hub.errors import HubError
 from hub.protection import RecordProtector, open_key_service
@@ -81,6 +82,7 @@ class Pipeline:
         self, settings: Settings, names: Sequence[str] = (), progress: Callable[[RunReport], None] | None = None
     ) -> list[RunReport]:
         chosen = self.select(names)
+        heap.settle()
         reports = []
         with places(settings, chosen) as where:
             for config in chosen:
@@ -94,4 +96,5 @@ class Pipeline:
         self, progress: Callable[[int], None] | None = None, idle_seconds: float = 1.0, batch: int = 2000
     ) -> int:
         topics = sorted({records_topic(c.dataset) for c in self.configs.values()})
+        heap.settle()
         return materialise(self.bus, self.store, topics, progress=progress, idle_seconds=idle_seconds, batch=batch)
