@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from connectors.config import ConnectorConfig
 from connectors.sources.base import Batch, Row
 
@@ -38,10 +40,16 @@ class FileSource:
                     if not line.strip():
                         continue
                     try:
-                        parsed = json.loads(line)
-                        yield number, parsed if isinstance(parsed, dict) else None, line
-                    except json.JSONDecodeError:
-                        yield number, None, line
+                        parsed = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        # orjson refuses a few things the standard parser takes (integers past 64 bits,
+                        # NaN): only lines that neither reads are malformed.
+                        try:
+                            parsed = json.loads(line)
+                        except json.JSONDecodeError:
+                            yield number, None, line
+                            continue
+                    yield number, parsed if isinstance(parsed, dict) else None, line
 
     def _move(self, path: Path, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
