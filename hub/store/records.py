@@ -110,6 +110,15 @@ class RecordStore:
     def __init__(self, engine: Engine, catalog: Catalog) -> None:
         self.engine = engine
         self.catalog = catalog
+        self._clear: dict[str, frozenset[str]] = {}
+
+    def _clear_allowed(self, dataset_id: str) -> frozenset[str]:
+        """The fields of a dataset that may be stored in clear: the catalog's non-personal ones."""
+        allowed = self._clear.get(dataset_id)
+        if allowed is None:
+            dataset = self.catalog.dataset(dataset_id)
+            allowed = self._clear[dataset_id] = frozenset(f.name for f in dataset.fields if f.pi is PIClass.NONE)
+        return allowed
 
     def sync_catalog(self) -> None:
         """Write agencies and dataset definitions; a changed definition replaces the stored one."""
@@ -146,11 +155,21 @@ class RecordStore:
         dialect = self.engine.dialect.name
         if dialect not in _UPSERT:
             raise StoreError(f"unsupported database dialect {dialect!r}")
-        when = _sqlite_time if dialect == "sqlite" else _aware
-        now = when(_now())
+        convert = _sqlite_time if dialect == "sqlite" else _aware
+        times: dict[datetime, Any] = {}  # a batch shares its pulled-at time: convert each distinct time once
+
+        def when(moment: datetime) -> Any:
+            converted = times.get(moment)
+            if converted is None:
+                converted = times[moment] = convert(moment)
+            return converted
+
+        now = convert(_now())
         rows = []
         for record in records:
-            record.check_against(self.catalog.dataset(record.dataset_id))
+            clear = record.clear_fields
+            if not self._clear_allowed(record.dataset_id).issuperset(clear) or not record.subject_index:
+                record.check_against(self.catalog.dataset(record.dataset_id))  # raises, naming the field
             p = record.provenance
             rows.append(
                 (
@@ -163,7 +182,7 @@ class RecordStore:
                     when(p.pulled_at),
                     when(p.source_updated_at) if p.source_updated_at else None,
                     record.subject_index,
-                    orjson.dumps(dict(record.clear_fields)).decode(),
+                    orjson.dumps(clear if clear.__class__ is dict else dict(clear)).decode(),
                     record.sealed_fields,
                     record.deleted,
                     now,

@@ -70,7 +70,9 @@ class RecordRow(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("dataset_id", "record_key", name="uq_record_dataset_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    dataset_id: str = Field(foreign_key="catalog_dataset.id", index=True, max_length=128)
+    # No index of its own: the unique (dataset_id, record_key) index serves every lookup by dataset, and
+    # each index is one more B-tree write per ingested record.
+    dataset_id: str = Field(foreign_key="catalog_dataset.id", max_length=128)
     record_key: str = Field(max_length=256)
     version: int
     # Provenance: where and when the hub got this version.
