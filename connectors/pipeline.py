@@ -19,6 +19,7 @@ from connectors.bus.select import open_bus
 from connectors.config import ConnectorConfig, load_connectors
 from connectors.materialiser import materialise
 from connectors.runner import ConnectorRunner, RunReport
+from connectors.workers import Workers, default_workers
 from hub import heap
 from hub.catalog import Catalog, load_catalog
 from hub.errors import HubError
@@ -83,13 +84,14 @@ class Pipeline:
     ) -> list[RunReport]:
         chosen = self.select(names)
         heap.settle()
+        workers = settings.connector_workers if settings.connector_workers >= 0 else default_workers()
         reports = []
-        with places(settings, chosen) as where:
+        with places(settings, chosen) as where, Workers(workers, lambda: open_bus(settings)) as pool:
             for config in chosen:
                 runner = ConnectorRunner(
                     config.resolve(**where), self.catalog, self.protector, self.bus, self.store.engine
                 )
-                reports.append(runner.run(progress))
+                reports.append(runner.run(progress, workers=pool))
         return reports
 
     def materialise(

@@ -30,6 +30,7 @@ from connectors.sources.files import FileSource
 from connectors.sources.rest import RestSource
 from connectors.sources.sql import SqlSource
 from connectors.tables import ConnectorCheckpoint, ConnectorRun, DeadLetter
+from connectors.workers import Workers
 from hub.catalog import Catalog
 from hub.errors import HubError
 from hub.protection import ProtectionError, RecordProtector
@@ -53,6 +54,19 @@ class RunReport:
         return self.rows / max(time.monotonic() - self.started, 1e-9)
 
 
+@dataclass
+class Prepared:
+    """One batch mapped, protected and encoded, ready to publish (what a worker process sends back)."""
+
+    rows: int
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
+    letters: list[dict[str, Any]] = field(default_factory=list)
+    shapes: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    erased: int = 0
+    published: int = 0
+    on_bus: bool = False  # published already (by the worker that prepared it)
+
+
 def make_source(config: ConnectorConfig) -> Source:
     if config.kind == "push":
         raise HubError(f"connector {config.name} receives pushed records; it has no source to pull")
@@ -72,6 +86,7 @@ class ConnectorRunner:
         self, config: ConnectorConfig, catalog: Catalog, protector: RecordProtector, bus: Bus, store: Engine
     ) -> None:
         self.config = config
+        self.catalog = catalog
         self.dataset = catalog.dataset(config.dataset)
         self.mapper = Mapper(config, self.dataset)
         self._dropped_by_shape: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -140,7 +155,13 @@ class ConnectorRunner:
         )
         return to_event(record)
 
-    def run(self, progress: Callable[[RunReport], None] | None = None) -> RunReport:
+    def sibling(self, config: ConnectorConfig) -> ConnectorRunner:
+        """A runner for another connector sharing this one's catalog, keys, bus and store."""
+        return ConnectorRunner(config, self.catalog, self.protector, self.bus, self.store)
+
+    def run(self, progress: Callable[[RunReport], None] | None = None, workers: Workers | None = None) -> RunReport:
+        """Pull everything after the checkpoint. With ``workers``, forked processes prepare batches ahead
+        while this one publishes them in source order and advances the checkpoint."""
         report = RunReport(self.config.name)
         with Session(self.store) as session:
             run = ConnectorRun(connector=self.config.name, dropped={}, started_at=datetime.now(UTC))
@@ -149,8 +170,9 @@ class ConnectorRunner:
             session.refresh(run)
         error = ""
         try:
-            for batch in make_source(self.config).batches(self.checkpoint()):
-                self.intake(batch.rows, report)
+            batches = make_source(self.config).batches(self.checkpoint())
+            for batch, prepared in (workers or Workers(0)).prepared(self, batches):
+                self.deliver(prepared, report)
                 self._save_checkpoint(batch.checkpoint)
                 for callback in batch.on_committed:
                     callback()
@@ -182,11 +204,19 @@ class ConnectorRunner:
         Shared by pulls (a source batch) and pushes (a partner's signed request): the same validation and
         the same dead-letter store either way. Returns once the bus has acknowledged the batch.
         """
+        return self.deliver(self.prepare(rows), report)
+
+    def prepare(self, rows: list[Row]) -> Prepared:
+        """The CPU-bound half of intake: map, validate, protect and encode; nothing is published or stored.
+
+        Apart from creating first-seen subjects' keys it has no effects, so worker processes can run it
+        for several batches at once while :meth:`deliver` keeps source order (see connectors.workers).
+        """
         pulled_at = datetime.now(UTC)
-        events: list[tuple[bytes, bytes]] = []
-        letters: list[dict[str, Any]] = []
+        prepared = Prepared(rows=len(rows))
+        letters = prepared.letters
         mapped_rows: list[tuple[Row, MappedRecord]] = []
-        shapes: Counter[tuple[str, ...]] = Counter()  # rows of one source mostly share their columns
+        shapes = prepared.shapes  # rows of one source mostly share their columns
         for row in rows:
             shapes[tuple(row.values)] += 1
             try:
@@ -195,23 +225,28 @@ class ConnectorRunner:
                 mapped_rows.append((row, self.mapper.map(row.values, row.version_source)))
             except RecordRejected as rejected:
                 letters.append(self._letter(row, str(rejected), self._seal_row(row)))
-        report.rows += len(rows)
-        for shape, count in shapes.items():
-            for column in self._dropped(shape):
-                report.dropped[column] += count
         # One key query per batch rather than one per first-seen resident.
         self.protector.prefetch(self.dataset.id, [mapped.values for _, mapped in mapped_rows])
+        events = prepared.events
         for row, mapped in mapped_rows:
             try:
                 events.append(self._protect_mapped(row, mapped, pulled_at))
             except ProtectionError as rejected:
                 letters.append(self._letter(row, str(rejected), self._seal_row(row)))
             except KeyShredded:
-                report.erased += 1
+                prepared.erased += 1
                 letters.append(self._letter(row, "subject erased (crypto-shredded); row not taken in", b""))
-        if events:
-            self.bus.publish(records_topic(self.dataset.id), events)
-        if letters:
+        return prepared
+
+    def publish(self, prepared: Prepared) -> None:
+        """Put a prepared batch's records and dead-letter notices on the bus; returns once acknowledged.
+
+        The records' bytes are dropped afterwards: a worker process publishes itself and sends back only
+        the counts and dead letters, not megabytes of events for the connector's process to re-send.
+        """
+        if prepared.events:
+            self.bus.publish(records_topic(self.dataset.id), prepared.events)
+        if prepared.letters:
             self.bus.publish(
                 dead_letter_topic(self.dataset.id),
                 [
@@ -219,11 +254,25 @@ class ConnectorRunner:
                         letter["position"].encode(),
                         _json({k: letter[k] for k in ("connector", "position", "reason")}).encode(),
                     )
-                    for letter in letters
+                    for letter in prepared.letters
                 ],
             )
+        prepared.published, prepared.events = len(prepared.events), []
+        prepared.on_bus = True
+
+    def deliver(self, prepared: Prepared, report: RunReport) -> list[dict[str, Any]]:
+        """Publish a prepared batch (unless a worker did), store its dead letters and count it."""
+        if not prepared.on_bus:
+            self.publish(prepared)
+        letters = prepared.letters
+        if letters:
             self._store_dead_letters(letters)
-        report.published += len(events)
+        report.rows += prepared.rows
+        for shape, count in prepared.shapes.items():
+            for column in self._dropped(shape):
+                report.dropped[column] += count
+        report.published += prepared.published
+        report.erased += prepared.erased
         report.dead_letters += sum(1 for letter in letters if letter["sealed_row"])
         return letters
 

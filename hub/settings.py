@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     dev_idp: bool = Field(
         default=False, description="serve a development identity provider under /dev-idp (refused in production)"
     )
+    connector_workers: int = Field(
+        default=-1,
+        ge=-1,
+        le=64,
+        description="processes preparing each connector's batches beside the one that publishes; "
+        "-1 means one fewer than the CPUs, 0 means none (all in one process)",
+    )
     master_passphrase: SecretStr | None = Field(default=None, description="unlocks the keystore (scrypt)")
     master_key: SecretStr | None = Field(default=None, description="unlocks the keystore directly (hex/base64)")
 

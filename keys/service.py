@@ -148,6 +148,17 @@ def _wrap_context(dek_id: bytes, suite: Suite) -> bytes:
     return encode_context("dek", dek_id.hex(), suite.name)
 
 
+_services: weakref.WeakSet[KeyService] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for service in list(_services):
+        service._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 class KeyService:
     """Keys for one hub: a KEK provider (the keystore) and the table of wrapped DEKs."""
 
@@ -167,11 +178,21 @@ class KeyService:
         self._index_keys: dict[str, bytes] = {}
         self._prefixes: dict[tuple[str, str], bytes] = {}
         self._dataset_prefixes: dict[str, dict[str, bytes]] = {}  # the same, per dataset, for seal_record
-        if cache_ttl > 0:
-            interval = min(cache_ttl / 2, 1.0)
+        self._start_sweeper()
+        _services.add(self)
+
+    def _start_sweeper(self) -> None:
+        if self.cache_ttl > 0:
+            interval = min(self.cache_ttl / 2, 1.0)
             threading.Thread(
                 target=_sweep, args=(weakref.ref(self), interval), name="keys-cache-sweeper", daemon=True
             ).start()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the lock may have been held by a parent thread that does not exist here, and
+        the sweeper thread was not copied; a fresh lock and a new sweeper keep the cache bounds."""
+        self._lock = threading.Lock()
+        self._start_sweeper()
 
     def _evict_expired(self) -> None:
         now = _monotonic()

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,10 +56,11 @@ def _build(overrides: dict[str, str], connectors_dir: Path) -> tuple[Settings, P
     return settings, Pipeline.from_settings(settings, connectors_dir)
 
 
-@pytest.fixture(params=["local", "kafka"])
+@pytest.fixture(params=[("local", 0), ("local", 2), ("kafka", 2)], ids=["local", "local-2-workers", "kafka-2-workers"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
-    overrides = {"var_dir": str(tmp_path / "var"), "master_key": "11" * 32}
-    if request.param == "kafka":
+    bus, workers = request.param
+    overrides = {"var_dir": str(tmp_path / "var"), "master_key": "11" * 32, "connector_workers": str(workers)}
+    if bus == "kafka":
         overrides |= {
             "bus": "kafka",
             "kafka_bootstrap_servers": request.getfixturevalue("kafka_bootstrap"),
@@ -222,8 +224,20 @@ def _kill_after(env: Env, mode: str, lines: int) -> None:
     for _ in range(lines):
         line = process.stdout.readline()
         assert line and line != "done\n", "the child finished before it could be killed"
+    workers = _children(process.pid)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    # Worker processes do not outlive their connector process.
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()
+    ]
 
 
 def test_sigkill_of_the_connector_mid_run_loses_and_duplicates_nothing(env: Env) -> None:

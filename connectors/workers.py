@@ -1,0 +1,120 @@
+"""Preparing connectors' batches in worker processes, delivered in source order.
+
+Mapping, validation, encryption, encoding and publishing are most of a connector's CPU; checkpointing
+needs source order. So forked workers prepare and publish the next batches while the connector's own
+process reads the source and, taking the workers' answers in source order, advances the checkpoint past a
+batch only once the bus acknowledged it: the at-least-once and resume guarantees are those of a single
+process. (A record's versions in two batches prepared at once may reach the bus out of order; the
+materialiser's upsert by version already makes that harmless, as it does for redelivery.)
+
+Workers are forked, not spawned: they inherit the unlocked keystore and the catalog (no secret crosses a
+pipe and nothing is imported again), and drop the inherited database connections, which belong to the
+parent. One pool serves a whole run of several connectors, so the subjects' keys a worker loaded for one
+dataset are still cached for the next. A worker whose parent died (a SIGKILL mid-run) exits by itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from hub import heap
+
+if TYPE_CHECKING:
+    from connectors.bus.base import Bus
+    from connectors.config import ConnectorConfig
+    from connectors.runner import ConnectorRunner, Prepared
+    from connectors.sources.base import Batch, Row
+
+_template: ConnectorRunner | None = None  # inherited at fork: its catalog, protector, bus and store
+_runners: dict[str, ConnectorRunner] = {}
+
+
+def default_workers() -> int:
+    """One fewer than the CPUs: the connector's own process reads and publishes beside them."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def _exit_with_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _adopt(template: ConnectorRunner, parent: int, open_bus: Callable[[], Bus] | None) -> None:
+    global _template
+    template.protector.keys.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+    if open_bus is not None:  # a Kafka producer's threads and sockets are the parent's; the log files are shared
+        template.bus = open_bus()
+    _template = template
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
+
+
+def _prepare(config: ConnectorConfig, rows: list[Row]) -> Prepared:
+    if _template is None:
+        raise RuntimeError("connector worker started without a runner")
+    runner = _runners.get(config.name)
+    if runner is None or runner.config != config:
+        runner = _runners[config.name] = _template.sibling(config)
+    prepared = runner.prepare(rows)
+    runner.publish(prepared)
+    return prepared
+
+
+class Workers:
+    """A pool of forked processes that prepare batches for any connector of one run."""
+
+    def __init__(self, count: int, open_bus: Callable[[], Bus] | None = None) -> None:
+        self.count = count if open_bus is not None else 0
+        self.open_bus = open_bus
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _start(self, template: ConnectorRunner) -> ProcessPoolExecutor:
+        if self._executor is None:
+            heap.settle()  # before the fork: children share the settled heap copy-on-write
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.count,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=functools.partial(_adopt, template, os.getpid(), self.open_bus),
+            )
+        return self._executor
+
+    def prepared(self, runner: ConnectorRunner, batches: Iterable[Batch]) -> Iterator[tuple[Batch, Prepared]]:
+        """Each batch with its prepared form, in source order, with ``count`` batches prepared ahead."""
+        if self.count <= 0:
+            for batch in batches:
+                yield batch, runner.prepare(batch.rows)
+            return
+        executor = self._start(runner)
+        pending: deque[tuple[Batch, Future[Any]]] = deque()
+        try:
+            for batch in batches:
+                pending.append((batch, executor.submit(_prepare, runner.config, batch.rows)))
+                if len(pending) > self.count:  # bounded read-ahead: memory stays flat whatever the source's size
+                    ready, future = pending.popleft()
+                    yield ready, future.result()
+            while pending:
+                ready, future = pending.popleft()
+                yield ready, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
