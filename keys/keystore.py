@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -286,6 +286,18 @@ class Keystore:
         version = self.current_kek_version
         nonce = secrets.token_bytes(NONCE_SIZE)
         return version, nonce + self._kek_aead(version).encrypt(nonce, dek, associated_data)
+
+    def wrap_many(self, deks: Sequence[tuple[bytes, bytes]]) -> tuple[int, list[bytes]]:
+        """Wrap many (DEK, associated data) pairs under the current version, each exactly as :meth:`wrap`
+        would: a first ingestion wraps one key per resident, so the per-call lookups are done once."""
+        version = self.current_kek_version
+        encrypt = self._kek_aead(version).encrypt
+        nonces = os.urandom(NONCE_SIZE * len(deks))
+        wrapped = []
+        for index, (dek, associated_data) in enumerate(deks):
+            nonce = nonces[index * NONCE_SIZE : (index + 1) * NONCE_SIZE]
+            wrapped.append(nonce + encrypt(nonce, dek, associated_data))
+        return version, wrapped
 
     def unwrap(self, version: int, wrapped: bytes, associated_data: bytes) -> bytes:
         aead = self._kek_aead(version)

@@ -323,24 +323,31 @@ class KeyService:
         missing = [r for r in wanted if r not in rows]
         if missing:
             suite, kek_id, created_at = self.suite, self.keystore.kek_id, _now()
+            fresh = os.urandom((DEK_ID_SIZE + suite.key_size) * len(missing))
+            deks = []
+            for index in range(len(missing)):
+                at = index * (DEK_ID_SIZE + suite.key_size)
+                deks.append((fresh[at : at + DEK_ID_SIZE], fresh[at + DEK_ID_SIZE : at + DEK_ID_SIZE + suite.key_size]))
+            version, wrapped = self.keystore.wrap_many([(m, _wrap_context(d, suite)) for d, m in deks])
             made: dict[bytes, tuple[bytes, bytes, int]] = {}  # subject -> (DEK id, material, KEK version)
             params = []
-            for ref in missing:
-                dek_id = secrets.token_bytes(DEK_ID_SIZE)
-                material = secrets.token_bytes(suite.key_size)
-                version, wrapped = self.keystore.wrap(material, _wrap_context(dek_id, suite))
+            for ref, (dek_id, material), blob in zip(missing, deks, wrapped, strict=True):
                 made[ref] = (dek_id, material, version)
-                params.append((dek_id, ref, int(suite), kek_id, version, wrapped, created_at))
+                params.append((dek_id, ref, int(suite), kek_id, version, blob, created_at))
             try:
                 with self.engine.begin() as connection:
-                    connection.exec_driver_sql(_INSERT_DEK[self.engine.dialect.name], params)
+                    result = connection.exec_driver_sql(_INSERT_DEK[self.engine.dialect.name], params)
+                    every_row_is_ours = connection.dialect.supports_sane_multi_rowcount and result.rowcount == len(
+                        params
+                    )
             except OperationalError:
                 raise KeystoreUnavailable("the keys database is unreachable") from None
-            # Another process may have won a race for some subject: its key, not ours, is the one to use.
-            stored = self._select_many(missing, columns=_DEK_IDS)
+            # Another process may have won a race for some subject (its row made ours a no-op): its key,
+            # not ours, is the one to use. When every insert took, there is nothing to look up.
+            stored = {} if every_row_is_ours else self._select_many(missing, columns=_DEK_IDS)
             lost = []
             for ref, (dek_id, material, version) in made.items():
-                if stored.get(ref, {}).get("dek_id") == dek_id:
+                if every_row_is_ours or stored.get(ref, {}).get("dek_id") == dek_id:
                     prefix = header_prefix(suite, kek_id, version, dek_id)
                     self._remember(DataKey(dek_id, suite, aead_for(suite, material), prefix, self.cache_ttl), ref)
                 else:

@@ -89,3 +89,19 @@ def test_secrets_are_stable_across_processes(tmp_path: Path) -> None:
     second.add_kek_version()
     third = Keystore.open(path, passphrase="pw")
     assert third.secret("index:phone") == value and third.current_kek_version == 2
+
+
+@pytest.mark.parametrize("suite", list(Suite), ids=lambda s: s.label)
+def test_wrap_many_wraps_each_as_wrap_does(tmp_path: Path, suite: Suite) -> None:
+    keystore = Keystore.create(tmp_path / "ks.json", master_key=os.urandom(suite.key_size), suite=suite)
+    deks = [(os.urandom(suite.key_size), f"context-{i}".encode()) for i in range(50)]
+    version, wrapped = keystore.wrap_many(deks)
+    assert version == keystore.current_kek_version and len({w[:12] for w in wrapped}) == 50  # fresh nonces
+    assert [keystore.unwrap(version, w, context) for w, (_, context) in zip(wrapped, deks, strict=True)] == [
+        dek for dek, _ in deks
+    ]
+    with pytest.raises(KeysError):
+        keystore.unwrap(version, wrapped[0], deks[1][1])  # bound to its own context
+    keystore.lock()
+    with pytest.raises(KeystoreLocked):
+        keystore.wrap_many(deks)
