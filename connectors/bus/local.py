@@ -23,6 +23,7 @@ from pathlib import Path
 from connectors.bus.base import Message, partition_for
 
 _HEADER = struct.Struct(">III")
+_SCAN_CHUNK = 1 << 22
 DEFAULT_PARTITIONS = 4
 
 
@@ -41,23 +42,43 @@ class _Partition:
         self.scanned_to = 0
 
     def scan(self, index: bool = True) -> None:
-        """Index whole, valid records appended since the last scan; stop at a torn or corrupt tail."""
+        """Index whole, valid records appended since the last scan; stop at a torn or corrupt tail.
+
+        The new bytes are read in large chunks and checked in memory (the CRC continued over the key
+        length and the body, without copying them together): a consumer scans every record it reads.
+        """
         if not self.path.exists():
             return
+        unpack = _HEADER.unpack_from
+        crc32 = zlib.crc32
         with self.path.open("rb") as handle:
             handle.seek(self.scanned_to)
             position = self.scanned_to
+            buffer = b""
             while True:
-                header = handle.read(_HEADER.size)
-                if len(header) < _HEADER.size:
+                chunk = handle.read(_SCAN_CHUNK)
+                if not chunk:
                     break
-                length, crc, key_length = _HEADER.unpack(header)
-                body = handle.read(length)
-                if len(body) < length or zlib.crc32(header[8:] + body) != crc or key_length > length:
-                    break
-                if index:
-                    self.positions.append(position)
-                position += _HEADER.size + length
+                buffer = buffer + chunk if buffer else chunk
+                view = memoryview(buffer)
+                at, size = 0, len(buffer)
+                while size - at >= _HEADER.size:
+                    length, crc, key_length = unpack(buffer, at)
+                    end = at + _HEADER.size + length
+                    if end > size:
+                        break  # the rest of this record is in the next chunk (or was never written)
+                    if (
+                        key_length > length
+                        or crc32(view[at + _HEADER.size : end], crc32(view[at + 8 : at + 12])) != crc
+                    ):
+                        self.scanned_to = position + at
+                        return  # a corrupt record: readers stop before it
+                    if index:
+                        self.positions.append(position + at)
+                    at = end
+                view.release()
+                buffer = buffer[at:]
+                position += at
             self.scanned_to = position
 
     def read(self, start: int, limit: int) -> list[tuple[int, bytes, bytes]]:
