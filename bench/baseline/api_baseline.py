@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
 
+from hub import heap
 from hub.catalog import load_catalog
 from hub.settings import get_settings
 from hub.store import RecordStore, create_store_engine
@@ -15,7 +18,13 @@ from hub.store import RecordStore, create_store_engine
 def create_app() -> FastAPI:
     settings = get_settings()
     store = RecordStore(create_store_engine(settings.effective_database_url), load_catalog())
-    app = FastAPI()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        heap.settle()  # as the hub's app does when served, so the two differ only in the protection
+        yield
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.post("/baseline/person-view")
     async def person_view(body: dict[str, str]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.log import AuditUnavailable
-from hub import __version__
+from hub import __version__, heap
 from hub.api.auth import Forbidden, Unauthorized, audit_failure
 from hub.api.partner_keys import KeyNotValid, KeyRegistryError, UnknownKey
 from hub.api.problems import PROBLEM_MEDIA_TYPE, RequestIdMiddleware, install_problem_handlers, problem
@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None, runtime: HubRuntime | None = No
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if runtime is None:  # a served hub: keep the collector off the start-up heap (see hub.heap)
+            heap.settle()
         yield
         if runtime is None:  # a runtime the app opened itself is the app's to close
             hub.close()
