@@ -123,10 +123,10 @@ class Mapper:
                     raise RecordRejected(f"{where}: value is not one of the catalog's values")
                 return str(raw)
 
+        elif mapping.map is None:
+            return _text  # plain text: the commonest case, without the general wrapper below
         else:
             convert = lambda raw: str(raw).strip()  # noqa: E731
-            if mapping.map is None:
-                return _text
         table = mapping.map
 
         def coerce(raw: Any) -> Any:

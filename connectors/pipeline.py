@@ -83,7 +83,7 @@ class Pipeline:
         self, settings: Settings, names: Sequence[str] = (), progress: Callable[[RunReport], None] | None = None
     ) -> list[RunReport]:
         chosen = self.select(names)
-        heap.settle()
+        heap.settle()  # also before the workers fork: they share the settled heap copy-on-write
         workers = settings.connector_workers if settings.connector_workers >= 0 else default_workers()
         reports = []
         with places(settings, chosen) as where, Workers(workers, lambda: open_bus(settings)) as pool:

@@ -26,8 +26,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from hub import heap
-
 if TYPE_CHECKING:
     from connectors.bus.base import Bus
     from connectors.config import ConnectorConfig
@@ -50,11 +48,10 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _adopt(template: ConnectorRunner, parent: int, open_bus: Callable[[], Bus] | None) -> None:
+def _adopt(template: ConnectorRunner, parent: int, open_bus: Callable[[], Bus]) -> None:
     global _template
     template.protector.keys.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
-    if open_bus is not None:  # a Kafka producer's threads and sockets are the parent's; the log files are shared
-        template.bus = open_bus()
+    template.bus = open_bus()  # a Kafka producer's threads and sockets are the parent's
     _template = template
     threading.Thread(target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
 
@@ -74,7 +71,9 @@ class Workers:
     """A pool of forked processes that prepare batches for any connector of one run."""
 
     def __init__(self, count: int, open_bus: Callable[[], Bus] | None = None) -> None:
-        self.count = count if open_bus is not None else 0
+        if count > 0 and open_bus is None:
+            raise ValueError("worker processes need a way to open their own bus client")
+        self.count = count
         self.open_bus = open_bus
         self._executor: ProcessPoolExecutor | None = None
 
@@ -88,23 +87,22 @@ class Workers:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
-    def _start(self, template: ConnectorRunner) -> ProcessPoolExecutor:
+    def _start(self, template: ConnectorRunner, open_bus: Callable[[], Bus]) -> ProcessPoolExecutor:
         if self._executor is None:
-            heap.settle()  # before the fork: children share the settled heap copy-on-write
             self._executor = ProcessPoolExecutor(
                 max_workers=self.count,
                 mp_context=multiprocessing.get_context("fork"),
-                initializer=functools.partial(_adopt, template, os.getpid(), self.open_bus),
+                initializer=functools.partial(_adopt, template, os.getpid(), open_bus),
             )
         return self._executor
 
     def prepared(self, runner: ConnectorRunner, batches: Iterable[Batch]) -> Iterator[tuple[Batch, Prepared]]:
         """Each batch with its prepared form, in source order, with ``count`` batches prepared ahead."""
-        if self.count <= 0:
+        if self.count <= 0 or self.open_bus is None:
             for batch in batches:
                 yield batch, runner.prepare(batch.rows)
             return
-        executor = self._start(runner)
+        executor = self._start(runner, self.open_bus)
         pending: deque[tuple[Batch, Future[Any]]] = deque()
         try:
             for batch in batches:

@@ -283,13 +283,12 @@ class Keystore:
         return aead
 
     def wrap(self, dek: bytes, associated_data: bytes) -> tuple[int, bytes]:
-        version = self.current_kek_version
-        nonce = secrets.token_bytes(NONCE_SIZE)
-        return version, nonce + self._kek_aead(version).encrypt(nonce, dek, associated_data)
+        version, (wrapped,) = self.wrap_many([(dek, associated_data)])
+        return version, wrapped
 
     def wrap_many(self, deks: Sequence[tuple[bytes, bytes]]) -> tuple[int, list[bytes]]:
-        """Wrap many (DEK, associated data) pairs under the current version, each exactly as :meth:`wrap`
-        would: a first ingestion wraps one key per resident, so the per-call lookups are done once."""
+        """Wrap (DEK, associated data) pairs under the current KEK version, each under its own nonce: a
+        first ingestion wraps one key per resident, so the per-call lookups are done once per batch."""
         version = self.current_kek_version
         encrypt = self._kek_aead(version).encrypt
         nonces = os.urandom(NONCE_SIZE * len(deks))

@@ -92,7 +92,7 @@ def test_secrets_are_stable_across_processes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suite", list(Suite), ids=lambda s: s.label)
-def test_wrap_many_wraps_each_as_wrap_does(tmp_path: Path, suite: Suite) -> None:
+def test_wrap_many_round_trips_each_under_its_own_nonce_and_context(tmp_path: Path, suite: Suite) -> None:
     keystore = Keystore.create(tmp_path / "ks.json", master_key=os.urandom(suite.key_size), suite=suite)
     deks = [(os.urandom(suite.key_size), f"context-{i}".encode()) for i in range(50)]
     version, wrapped = keystore.wrap_many(deks)

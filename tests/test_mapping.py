@@ -1,0 +1,47 @@
+"""The mapper's fast paths give exactly what the general conversions give."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectors.mapping import _text, _zone, iso_time, parse_time
+
+ZONE = _zone("+08:00")
+
+
+@given(
+    moment=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1)),
+    minutes=st.integers(min_value=-12 * 60, max_value=14 * 60),
+    separator=st.sampled_from(["T", " "]),
+)
+def test_iso_time_equals_parsing_then_formatting(moment: datetime, minutes: int, separator: str) -> None:
+    for text in (
+        moment.replace(tzinfo=timezone(timedelta(minutes=minutes))).isoformat(sep=separator, timespec="seconds"),
+        moment.isoformat(sep=separator),
+        moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z"),
+    ):
+        assert iso_time(text, ZONE) == parse_time(text, ZONE).isoformat()
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-02-30T07:00:00+08:00", "2026-11-13T25:00:00+08:00", "2026-11-13T07:00:00+8:000", "not a time"]
+)
+def test_iso_time_refuses_what_is_not_a_time(text: str) -> None:
+    with pytest.raises(ValueError):
+        iso_time(text, ZONE)
+
+
+def test_iso_time_rebuilds_other_iso_forms() -> None:
+    assert iso_time("2026-W46-5T07:00:00+08:00", ZONE) == "2026-11-13T07:00:00+08:00"
+    assert iso_time("2026-11-13T07:00:00-00:00", ZONE) == "2026-11-13T07:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(None, None), ("", None), ("  ", None), (" a ", "a"), (0, "0"), (7, "7")]
+)
+def test_plain_text_is_stripped_and_empty_is_absent(raw: object, expected: str | None) -> None:
+    assert _text(raw) == expected
