@@ -6,6 +6,10 @@ whatever is waiting (up to ``max_batch``) in one transaction, so throughput grow
 while a lone append pays one commit. Several processes may share one database: each writer takes the
 table lock (PostgreSQL) or relies on the contiguity trigger (SQLite), catches up on entries written by
 others, and retries.
+
+An ``indexer`` writes rows derived from the entries (the residents' access index, say) in the entries'
+own transaction: the derived rows exist exactly when the entries do, and an append costs one commit
+however many tables it feeds.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ LINGER_SECONDS = 0.0
 _INSERT_QMARK = "INSERT INTO audit_entry (seq, leaf_hash, body) VALUES (?, ?, ?)"
 _INSERT_FORMAT = "INSERT INTO audit_entry (seq, leaf_hash, body) VALUES (%s, %s, %s)"
 _STOP = object()
+
+Indexer = Callable[[Connection, Sequence[tuple[EntryDraft, SealedEntry]]], None]
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,12 @@ class AuditLog:
         linger: float = LINGER_SECONDS,
         checkpoint_interval: float | None = None,
         timestamper: Callable[[bytes], bytes] | None = None,
+        indexer: Indexer | None = None,
     ) -> None:
         self.engine = engine
+        # Runs inside each batch's transaction, after the entries are inserted; if it fails, the batch fails
+        # (AuditUnavailable), so a derived index never lags or leads the log.
+        self.indexer = indexer
         # Every key in the list signs each checkpoint and manifest: during a key rotation both the old and
         # the new key sign, so auditors pinned to either keep verifying. The first is the current key.
         self.signers: list[NoteSigner] = [signer] if isinstance(signer, NoteSigner) else list(signer)
@@ -221,6 +231,9 @@ class AuditLog:
             except DBAPIError as error:
                 _settle(batch, None, AuditUnavailable(f"audit log unavailable: {type(error.orig).__name__}"))
                 return
+            except Exception as error:  # a failing indexer or a draft that will not seal: fail this batch only
+                _settle(batch, None, AuditUnavailable(f"audit log could not record the batch: {type(error).__name__}"))
+                return
             _settle(batch, sealed, None)
             return
         _settle(batch, None, AuditUnavailable(f"audit log: could not sequence after {attempts} attempts"))
@@ -244,6 +257,8 @@ class AuditLog:
                 connection.exec_driver_sql(
                     self._insert_sql, [(e.seq, h, e.body) for e, h in zip(sealed, hashes, strict=True)]
                 )
+                if self.indexer is not None:
+                    self.indexer(connection, [(p.draft, e) for p, e in zip(batch, sealed, strict=True)])
             # Committed: only now does the tree grow, so it never holds an entry the database lacks.
             for hashed in hashes:
                 self.tree.append(hashed)

@@ -68,6 +68,25 @@ def start(app: str, port: int, env: dict[str, str], app_dir: Path) -> subprocess
     raise SystemExit(f"{app} did not start")
 
 
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds used so far by a uvicorn master and its worker processes (Linux /proc; None elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if entry.name == str(pid) or fields[1] == str(pid):  # fields[1] is the parent's pid
+                total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    except OSError:
+        return None
+    return total
+
+
 async def load(port: int, requests: list[bytes], seconds: float, clients: int = 32) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
@@ -156,7 +175,14 @@ def main() -> None:
         process = start(app, port, env, app_dir)
         try:
             asyncio.run(load(port, requests, 3.0))  # warm up
+            before = server_cpu_seconds(process.pid)
             results[name] = asyncio.run(load(port, requests, args.seconds))
+            after = server_cpu_seconds(process.pid)
+            if before is not None and after is not None:
+                # Server CPU per request: less noisy than requests/s, and it shows what the protection costs.
+                results[name]["server_cpu_ms_per_request"] = round(
+                    (after - before) * 1000 / results[name]["requests"], 3
+                )
         finally:
             process.terminate()
             process.wait(30)
@@ -165,6 +191,10 @@ def main() -> None:
     results["throughput_ratio"] = round(
         results["baseline"]["requests_per_s"] / results["person_view"]["requests_per_s"], 2
     )
+    if "server_cpu_ms_per_request" in results["person_view"] and "server_cpu_ms_per_request" in results["baseline"]:
+        results["server_cpu_ratio"] = round(
+            results["person_view"]["server_cpu_ms_per_request"] / results["baseline"]["server_cpu_ms_per_request"], 2
+        )
     results["workers"] = 2
     results["clients"] = 32
     results["goals"] = {"requests_per_s": 1500, "p99_ratio": 1.5}

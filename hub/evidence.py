@@ -28,7 +28,8 @@ from audit.witness import Witness
 from hub.errors import HubError
 from hub.identifiers import normalise_id_number
 from hub.settings import Settings
-from hub.store import create_store_engine
+from hub.store import create_store_engine, init_schema
+from hub.store.access_index import index_accesses
 from keys.service import KeyService, ShredReceipt
 
 SIGNING_PREFIX = "audit:signing:"
@@ -63,12 +64,15 @@ def open_audit_log(settings: Settings, keys: KeyService, *, interval: bool = Tru
             settings.audit_tsa_url, settings.audit_tsa_cert, settings.audit_tsa_root
         )
         timestamper = authority.stamp
+    engine = create_store_engine(settings.effective_database_url)
+    init_schema(engine)  # the access index the log feeds lives in the store's schema
     return AuditLog(
-        create_store_engine(settings.effective_database_url),
+        engine,
         signers(keys, settings.audit_origin),
         settings.audit_origin,
         checkpoint_interval=settings.audit_checkpoint_seconds if interval else None,
         timestamper=timestamper,
+        indexer=index_accesses,
     )
 
 

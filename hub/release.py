@@ -17,9 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-from sqlalchemy import insert
-from sqlalchemy.exc import SQLAlchemyError
-
 from audit.entries import Actor, EntryDraft, canonical_json
 from audit.log import AuditUnavailable
 from hub.catalog import Catalog
@@ -29,7 +26,6 @@ from hub.identifiers import age_on, normalise_id_number
 from hub.protection import Erased, RecordProtector
 from hub.store import RecordStore
 from hub.store.records import ProtectedRecord
-from hub.store.tables import AccessIndexRow
 from keys.errors import KeystoreUnavailable
 from keys.masking import MaskType
 from policies.cases import CaseRegistry
@@ -97,6 +93,20 @@ class Query:
     channel: str = "officer"
 
 
+@dataclass(frozen=True)
+class Decided:
+    """One policy decision and how many of the released records it covers.
+
+    Records whose decision inputs are identical (same dataset, owner, subject, jurisdiction and age
+    bracket, within one query) get the same decision, so they are decided once and recorded in one
+    ``access.decision`` entry that counts them: the log holds every decision, not copies of it.
+    """
+
+    request: DecisionRequest
+    decision: PolicyDecision
+    records: int
+
+
 def _field_reasons(decision: PolicyDecision) -> dict[str, str]:
     found: dict[str, str] = {}
     for reason in decision.reasons:
@@ -140,7 +150,7 @@ class ReleaseService:
 
     def _decide(
         self, query: Query, items: list[tuple[ProtectedRecord, str, str]], now: int | None = None
-    ) -> tuple[list[RecordView], list[DecisionRequest], list[PolicyDecision]]:
+    ) -> tuple[list[RecordView], list[Decided]]:
         """Decide every (record, subject ID, pseudonym), then decrypt or mask what policy lets through."""
         moment = int(time.time()) if now is None else now
         p = query.principal
@@ -148,30 +158,35 @@ class ReleaseService:
         emergency = (
             Emergency(query.emergency_reason, moment, moment + EMERGENCY_SECONDS) if query.emergency_reason else None
         )
-        requests: list[DecisionRequest] = []
-        decisions: list[PolicyDecision] = []
+        taken: dict[RecordContext, tuple[DecisionRequest, PolicyDecision]] = {}
+        counts: dict[RecordContext, int] = {}
+        chosen: list[PolicyDecision] = []
         for record, id_number, pseudonym in items:
-            request = DecisionRequest(
-                principal=p,
-                record=self._context(record, id_number, pseudonym),
-                purpose=query.purpose,
-                case_id=query.case_id,
-                case_assigned=assigned,
-                emergency=emergency,
-                request_id=query.request_id,
-            )
-            decision = self.decisions.evaluate(request)
-            if decision.policy == "fail-closed":
-                raise ServiceUnavailable("policy")
-            requests.append(request)
-            decisions.append(decision)
+            context = self._context(record, id_number, pseudonym)
+            known = taken.get(context)
+            if known is None:
+                request = DecisionRequest(
+                    principal=p,
+                    record=context,
+                    purpose=query.purpose,
+                    case_id=query.case_id,
+                    case_assigned=assigned,
+                    emergency=emergency,
+                    request_id=query.request_id,
+                )
+                decision = self.decisions.evaluate(request)
+                if decision.policy == "fail-closed":
+                    raise ServiceUnavailable("policy")
+                known = taken[context] = (request, decision)
+            counts[context] = counts.get(context, 0) + 1
+            chosen.append(known[1])
         try:
-            views = [self._view(item[0], d) for item, d in zip(items, decisions, strict=True)]
+            views = [self._view(item[0], d) for item, d in zip(items, chosen, strict=True)]
         except KeystoreUnavailable:
             raise ServiceUnavailable("keys") from None
-        return views, requests, decisions
+        return views, [Decided(r, d, counts[c]) for c, (r, d) in taken.items()]
 
-    def prepare(self, query: Query) -> tuple[Release, list[DecisionRequest], list[PolicyDecision]]:
+    def prepare(self, query: Query) -> tuple[Release, list[Decided]]:
         """The person view, decided and decrypted in memory; nothing is handed out before :meth:`commit`."""
         id_number = normalise_id_number(query.id_number)
         try:
@@ -180,12 +195,10 @@ class ReleaseService:
         except KeystoreUnavailable:
             raise ServiceUnavailable("keys") from None
         records.sort(key=lambda r: (r.dataset_id, r.record_key))
-        views, requests, decisions = self._decide(query, [(r, id_number, pseudonym) for r in records])
-        return Release(pseudonym, views), requests, decisions
+        views, decided = self._decide(query, [(r, id_number, pseudonym) for r in records])
+        return Release(pseudonym, views), decided
 
-    def prepare_feed(
-        self, query: Query, records: list[ProtectedRecord]
-    ) -> tuple[Release, list[DecisionRequest], list[PolicyDecision]]:
+    def prepare_feed(self, query: Query, records: list[ProtectedRecord]) -> tuple[Release, list[Decided]]:
         """A page of a dataset's feed: each live record decided for its own subject."""
         items = []
         try:
@@ -200,8 +213,8 @@ class ReleaseService:
                 items.append((record, id_number, self.evidence.pseudonym(id_number)))
         except KeystoreUnavailable:
             raise ServiceUnavailable("keys") from None
-        views, requests, decisions = self._decide(query, items)
-        return Release("", views), requests, decisions
+        views, decided = self._decide(query, items)
+        return Release("", views), decided
 
     def _view(self, record: ProtectedRecord, decision: PolicyDecision) -> RecordView:
         dataset = self.catalog.dataset(record.dataset_id)
@@ -257,9 +270,7 @@ class ReleaseService:
             if v.allow
         ]
 
-    async def commit(
-        self, release: Release, query: Query, requests: list[DecisionRequest], decisions: list[PolicyDecision]
-    ) -> Release:
+    async def commit(self, release: Release, query: Query, decided: list[Decided]) -> Release:
         p = query.principal
         released = [v for v in release.records if v.allow]
         digest = "sha256:" + hashlib.sha256(canonical_json(self.payload(released))).hexdigest()
@@ -281,7 +292,9 @@ class ReleaseService:
                 "break_glass": any("post_hoc_review" in v.obligations for v in released),
             },
         )
-        drafts = [self.decisions.entry(r, d) for r, d in zip(requests, decisions, strict=True)] + [release_entry]
+        # The decision entries also feed the residents' access index, in the same transaction (see
+        # hub.store.access_index): once these appends return, the evidence and the index are both durable.
+        drafts = [self.decisions.entry(d.request, d.decision, d.records) for d in decided] + [release_entry]
         try:
             sealed = await asyncio.gather(*(self.evidence.log.append_async(d) for d in drafts))
         except AuditUnavailable:
@@ -289,53 +302,28 @@ class ReleaseService:
         release.decision_seqs = [s.seq for s in sealed[:-1]]
         release.release_seq = sealed[-1].seq
         release.payload_digest = digest
-        await asyncio.to_thread(self._after_audit, release, query, requests, decisions, sealed[-1].seq)
+        if any(d.decision.allow and d.decision.agreements for d in decided) or query.emergency_reason:
+            await asyncio.to_thread(self._after_audit, release, query, decided, sealed[-1].seq)
         return release
 
-    def _after_audit(
-        self,
-        release: Release,
-        query: Query,
-        requests: list[DecisionRequest],
-        decisions: list[PolicyDecision],
-        release_seq: int,
-    ) -> None:
-        """Derived bookkeeping once the evidence is durable: the residents' index, use counters, reviews."""
-        now = int(time.time())
+    def _after_audit(self, release: Release, query: Query, decided: list[Decided], release_seq: int) -> None:
+        """Bookkeeping once the evidence is durable: the agreements' use counters, and break-glass reviews."""
         p = query.principal
-        rows = [
-            {
-                "seq": seq,
-                "subject": request.record.subject_pseudonym or "",
-                "at": now,
-                "agency": p.agency,
-                "purpose": query.purpose,
-                "dataset": request.record.dataset,
-                "case_id": query.case_id,
-                "result": "permit" if decision.allow else "deny",
-                "break_glass": "post_hoc_review" in decision.obligations,
-            }
-            for seq, request, decision in zip(release.decision_seqs, requests, decisions, strict=True)
-            if request.record.subject_pseudonym
-        ]
-        # One executemany, not the ORM's unit of work: this runs once per released record.
-        if rows:
-            try:
-                with self.store.engine.begin() as connection:
-                    connection.execute(insert(AccessIndexRow), rows)
-            except SQLAlchemyError:
-                raise ServiceUnavailable("audit") from None
-        used: dict[str, int] = {}
-        for decision in decisions:
-            for agreement in decision.agreements:
-                used[agreement] = used.get(agreement, 0) + 1
-        self.decisions.agreements.count_uses({a: (n, n) for a, n in used.items()})
-        if any(d.allow and "post_hoc_review" in d.obligations for d in decisions) and query.emergency_reason:
+        used: dict[str, tuple[int, int]] = {}
+        for d in decided:
+            if d.decision.allow:
+                for agreement in d.decision.agreements:
+                    decisions, records = used.get(agreement, (0, 0))
+                    used[agreement] = (decisions + 1, records + d.records)
+        self.decisions.agreements.count_uses(used)
+        if any(d.decision.allow and "post_hoc_review" in d.decision.obligations for d in decided) and (
+            query.emergency_reason
+        ):
             task = self.reviews.open(
                 p.agency, p.id, query.purpose, query.emergency_reason, release_seq, query.request_id or ""
             )
             release.review_task = task.id
 
     async def release(self, query: Query) -> Release:
-        release, requests, decisions = await asyncio.to_thread(self.prepare, query)
-        return await self.commit(release, query, requests, decisions)
+        release, decided = await asyncio.to_thread(self.prepare, query)
+        return await self.commit(release, query, decided)

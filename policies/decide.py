@@ -207,7 +207,8 @@ class DecisionService:
         return decision
 
     @staticmethod
-    def entry(request: DecisionRequest, decision: PolicyDecision) -> EntryDraft:
+    def entry(request: DecisionRequest, decision: PolicyDecision, records: int = 1) -> EntryDraft:
+        """The ``access.decision`` entry; ``records`` counts the records this one decision covers."""
         p = request.principal
         return EntryDraft(
             type="access.decision",
@@ -224,5 +225,5 @@ class DecisionService:
                 obligations=decision.obligations,
             ),
             fields_released=tuple(decision.revealed()),
-            detail={"break_glass": "post_hoc_review" in decision.obligations},
+            detail={"break_glass": "post_hoc_review" in decision.obligations, "records": records},
         )

@@ -7,7 +7,9 @@ import time
 from typing import Any
 
 import pytest
+from sqlmodel import Session, col, select
 
+from hub.store.tables import AccessIndexRow
 from tests.api_world import World
 
 VIEW = "/v1/officer/person-view"
@@ -52,6 +54,27 @@ def test_sensitive_fields_need_step_up(world: World) -> None:
     assert body["step_up"] == {"required": True, "acr_values": ["urn:hub:acr:mfa"]}
     decisions = [e for e in entries(world, start) if e["type"] == "access.decision"]
     assert any("step_up_required" in e["decision"]["obligations"] for e in decisions)
+
+
+def test_each_decision_is_one_entry_counting_its_records_and_indexed_with_it(world: World) -> None:
+    start = world.hub.evidence.log.size
+    body = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE).json()
+    logged = entries(world, start)
+    decisions = [e for e in logged if e["type"] == "access.decision"]
+    release = next(e for e in logged if e["type"] == "data.release")
+    considered = release["detail"]["records_considered"]
+    assert considered == len(body["records"]) + body["refused"]
+    assert sum(e["detail"]["records"] for e in decisions) == considered
+    # Identical decision inputs are decided once: no two entries of one view decide the same dataset alike.
+    assert len({(e["dataset"], json.dumps(e["decision"], sort_keys=True)) for e in decisions}) == len(decisions)
+    with Session(world.hub.store.engine) as session:
+        rows = session.exec(
+            select(AccessIndexRow).where(col(AccessIndexRow.seq).in_([e["seq"] for e in decisions]))
+        ).all()
+    assert sorted((r.seq, r.dataset, r.records, r.result) for r in rows) == sorted(
+        (e["seq"], e["dataset"], e["detail"]["records"], e["decision"]["result"]) for e in decisions
+    )
+    assert all(r.subject == world.hub.evidence.pseudonym(world.resident) and r.agency == "police" for r in rows)
 
 
 def test_without_a_case_the_officer_is_refused_and_it_is_audited(world: World) -> None:

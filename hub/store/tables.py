@@ -118,7 +118,9 @@ class AccessIndexRow(SQLModel, table=True):
     """Where a resident's accesses are in the audit log: one row per decision about their records.
 
     The audit entry (``seq``) is the evidence; this index only finds it by the subject's pseudonym, so a
-    resident's "who accessed my data" does not scan the whole log.
+    resident's "who accessed my data" does not scan the whole log. The audit log writes these rows in the
+    same transaction as their entries (see hub.store.access_index). One decision may cover several records
+    of one dataset about the same subject (``records``): a person view decides them together.
     """
 
     __tablename__ = "access_index"
@@ -132,3 +134,4 @@ class AccessIndexRow(SQLModel, table=True):
     case_id: str | None = Field(default=None, max_length=32)
     result: str = Field(max_length=8)
     break_glass: bool = False
+    records: int = 1

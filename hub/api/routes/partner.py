@@ -114,8 +114,8 @@ async def feed(
         request_id=request_id_of(request),
         channel="partner-feed",
     )
-    prepared, requests, decisions = await asyncio.to_thread(hub.release.prepare_feed, query, records)
-    release = await hub.release.commit(prepared, query, requests, decisions)
+    prepared, decided = await asyncio.to_thread(hub.release.prepare_feed, query, records)
+    release = await hub.release.commit(prepared, query, decided)
     shown = [record_out(v) for v in release.records if v.allow]
     return FeedOut(
         dataset=dataset,

@@ -40,7 +40,7 @@ async def accesses(request: Request, me: Me) -> AccessesOut:
     for r in rows:
         if r.case_id not in hidden:
             group = (r.at, r.agency, r.purpose, r.dataset, r.result, r.break_glass)
-            grouped[group] = grouped.get(group, 0) + 1
+            grouped[group] = grouped.get(group, 0) + r.records
     return AccessesOut(
         accesses=[
             AccessOut(time=t, agency=a, purpose=p, dataset=d, result=res, emergency=e, records=n)

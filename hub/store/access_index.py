@@ -1,0 +1,53 @@
+"""The residents' access index, derived from decision entries inside the audit log's own transaction.
+
+Written by the audit log's ``indexer`` hook rather than by each caller after its append: the rows exist
+exactly when their entries do (no crash window between the two, no second commit per request), and every
+decision about a subject is indexed whichever path recorded it (API, CLI, partner feed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from audit.entries import EntryDraft, SealedEntry
+from hub.store.tables import AccessIndexRow
+
+
+def access_rows(pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> list[dict[str, Any]]:
+    """One row per sequenced decision entry that names a subject; other entries index nothing."""
+    rows: list[dict[str, Any]] = []
+    moment = ""
+    at = 0
+    for draft, sealed in pairs:
+        if draft.type != "access.decision" or draft.subject is None or draft.decision is None:
+            continue
+        if sealed.time != moment:  # a batch shares one time stamp: convert it once
+            moment = sealed.time
+            at = int(datetime.fromisoformat(moment).timestamp())
+        records = draft.detail.get("records", 1)
+        rows.append(
+            {
+                "seq": sealed.seq,
+                "subject": draft.subject,
+                "at": at,
+                "agency": draft.actor.agency,
+                "purpose": draft.purpose or "",
+                "dataset": draft.dataset or "",
+                "case_id": draft.case,
+                "result": draft.decision.result,
+                "break_glass": draft.detail.get("break_glass") is True,
+                "records": records if isinstance(records, int) and not isinstance(records, bool) else 1,
+            }
+        )
+    return rows
+
+
+def index_accesses(connection: Connection, pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> None:
+    """The audit log's indexer: insert the batch's access rows on the batch's own connection."""
+    rows = access_rows(pairs)
+    if rows:
+        connection.execute(insert(AccessIndexRow), rows)
