@@ -48,8 +48,10 @@ def serve(
     """Serve the hub API (OpenAPI docs at /docs)."""
     import uvicorn
 
+    from hub.api.serving import PROTOCOL
+
     get_settings()  # fail on bad settings before binding a port
-    uvicorn.run("hub.api.app:create_app", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run("hub.api.app:create_app", factory=True, host=host, port=port, workers=workers, http=PROTOCOL)
 
 
 def main() -> None:
