@@ -31,6 +31,9 @@ def test_errors_are_problem_documents_with_the_request_id(base_url: str) -> None
     body = response.json()
     assert body["status"] == 404 and body["title"] == "Not Found" and body["request_id"] == "req-12345678"
     assert body["type"].endswith("/not-found")
+    assert response.headers.get_list("x-request-id") == ["req-12345678"]  # echoed once, not twice
+    malformed = httpx.get(f"{base_url}/healthz", headers={"X-Request-Id": "bad id; <script>"})
+    assert malformed.headers["x-request-id"] != "bad id; <script>" and len(malformed.headers["x-request-id"]) == 32
 
 
 def test_openapi_document_is_3_1(base_url: str) -> None:
