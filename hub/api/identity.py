@@ -4,12 +4,17 @@ Validation is joserfc's (the JOSE library under Authlib): signature against the 
 (fetched once, refetched when an unknown ``kid`` appears, so key rotation needs no restart), then
 ``iss``, ``aud``, ``exp`` and ``nbf`` with a bounded leeway. Only asymmetric algorithms are
 accepted, so a token cannot be forged with a public key used as an HMAC secret.
+
+An officer's client sends the same token on every call until it expires, so a verified signature is
+remembered (by the exact token, for the key set that verified it, in a bounded LRU): the claims are
+still checked against the clock on every call, and a refetched key set verifies everything afresh.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +30,7 @@ from hub.identifiers import IdentifierError, normalise_id_number
 ALGORITHMS = ["ES256", "RS256", "PS256"]
 MFA_AMR = frozenset({"mfa", "otp", "hwk", "sc"})
 JWKS_MIN_REFRESH_SECONDS = 30.0
+VERIFIED_TOKENS = 4096  # remembered signature checks; a token is about 1 KB
 
 
 class TokenRejected(HubError):
@@ -108,17 +114,36 @@ class TokenValidator:
         self.leeway = leeway
         self.mfa_acr = mfa_acr
         self.clock = clock
+        self._verified: OrderedDict[str, tuple[KeySet, dict[str, Any]]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
-    def claims(self, token: str) -> dict[str, Any]:
+    def _verified_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token whose signature verifies under the issuer's current key set."""
+        keys = self.source.keys()
+        with self._verified_lock:
+            known = self._verified.get(token)
+            if known is not None and known[0] is keys:
+                self._verified.move_to_end(token)
+                return known[1]
         try:
             try:
-                decoded = jwt.decode(token, self.source.keys(), algorithms=ALGORITHMS)
+                decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
             except (InvalidKeyIdError, MissingKeyError):  # a new signing key at the issuer: fetch its key set again
-                decoded = jwt.decode(token, self.source.keys(refresh=True), algorithms=ALGORITHMS)
+                keys = self.source.keys(refresh=True)
+                decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
         except JoseError as error:
             raise TokenRejected(f"invalid token: {error.error}") from None
         except ValueError:
             raise TokenRejected("invalid token: malformed") from None
+        claims = dict(decoded.claims)
+        with self._verified_lock:
+            self._verified[token] = (keys, claims)
+            if len(self._verified) > VERIFIED_TOKENS:
+                self._verified.popitem(last=False)
+        return claims
+
+    def claims(self, token: str) -> dict[str, Any]:
+        claims = dict(self._verified_claims(token))  # a copy: callers must not change the remembered claims
         registry = jwt.JWTClaimsRegistry(
             now=int(self.clock()),
             leeway=self.leeway,
@@ -128,10 +153,10 @@ class TokenValidator:
             sub={"essential": True},
         )
         try:
-            registry.validate(decoded.claims)
+            registry.validate(claims)
         except JoseError as error:
             raise TokenRejected(f"token rejected: {error.description or error.error}") from None
-        return dict(decoded.claims)
+        return claims
 
     def officer(self, token: str) -> Officer:
         claims = self.claims(token)
