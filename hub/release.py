@@ -141,11 +141,10 @@ class ReleaseService:
 
     # -- the synchronous part: lookup, decisions, decryption (run in a worker thread) ------------------
 
-    def _context(self, record: ProtectedRecord, id_number: str, pseudonym: str) -> RecordContext:
+    def _context(self, record: ProtectedRecord, id_number: str, pseudonym: str, minor: bool) -> RecordContext:
         dataset = self.catalog.dataset(record.dataset_id)
         district = record.clear_fields.get("district")
         jurisdiction = str(district) if district else id_number[:6]
-        minor = age_on(id_number, date.today()) < MINOR_AGE
         return RecordContext(dataset.id, dataset.owner, jurisdiction, minor, pseudonym)
 
     def _decide(
@@ -161,8 +160,13 @@ class ReleaseService:
         taken: dict[RecordContext, tuple[DecisionRequest, PolicyDecision]] = {}
         counts: dict[RecordContext, int] = {}
         chosen: list[PolicyDecision] = []
+        today = date.today()
+        minors: dict[str, bool] = {}  # a person view has one subject, a feed page a few: age each once
         for record, id_number, pseudonym in items:
-            context = self._context(record, id_number, pseudonym)
+            minor = minors.get(id_number)
+            if minor is None:
+                minor = minors[id_number] = age_on(id_number, today) < MINOR_AGE
+            context = self._context(record, id_number, pseudonym, minor)
             known = taken.get(context)
             if known is None:
                 request = DecisionRequest(

@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, func, or_
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine, and_, bindparam, func, or_
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, select
 
 from hub.catalog import Catalog, DatasetDefinition
 from hub.catalog.labels import PIClass
@@ -104,6 +105,44 @@ _UPSERT = {
 }
 
 
+_RECORD: Any = RecordRow.__table__  # type: ignore[attr-defined]
+# What a ProtectedRecord is made of, in its constructor's order. Reads select these columns with Core
+# rather than loading ORM rows: the API's person view reads dozens of records per request, and the ORM's
+# identity map and instance state cost more than the query.
+_READ = (
+    _RECORD.c.dataset_id,
+    _RECORD.c.record_key,
+    _RECORD.c.version,
+    _RECORD.c.source_agency,
+    _RECORD.c.source_system,
+    _RECORD.c.source_position,
+    _RECORD.c.pulled_at,
+    _RECORD.c.source_updated_at,
+    _RECORD.c.subject_index,
+    _RECORD.c.clear_fields,
+    _RECORD.c.sealed_fields,
+    _RECORD.c.deleted,
+)
+_BY_SUBJECT = sa_select(*_READ).where(_RECORD.c.subject_index == bindparam("subject"), _RECORD.c.deleted.is_(False))
+_BY_KEY = sa_select(*_READ).where(
+    _RECORD.c.dataset_id == bindparam("dataset"), _RECORD.c.record_key == bindparam("key")
+)
+
+
+def _read(row: Sequence[Any]) -> ProtectedRecord:
+    dataset_id, record_key, version, agency, system, position, pulled, updated, subject, clear, sealed, deleted = row
+    return ProtectedRecord(
+        dataset_id=dataset_id,
+        record_key=record_key,
+        version=version,
+        provenance=Provenance(agency, system, position, pulled, updated),
+        subject_index=bytes(subject),
+        clear_fields=clear,
+        sealed_fields=bytes(sealed),
+        deleted=bool(deleted),
+    )
+
+
 class RecordStore:
     """Catalog sync and record upserts over one SQLAlchemy engine."""
 
@@ -192,22 +231,17 @@ class RecordStore:
             connection.exec_driver_sql(_UPSERT[dialect], rows)
 
     def get(self, dataset_id: str, record_key: str) -> ProtectedRecord | None:
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(RecordRow).where(RecordRow.dataset_id == dataset_id, RecordRow.record_key == record_key)
-            ).first()
-        return None if row is None else _to_record(row)
+        with self.engine.connect() as connection:
+            row = connection.execute(_BY_KEY, {"dataset": dataset_id, "key": record_key}).first()
+        return None if row is None else _read(row)
 
     def by_subject(self, subject_index: bytes, datasets: Iterable[str] | None = None) -> list[ProtectedRecord]:
         """All live records whose subject has this blind index, optionally limited to some datasets."""
-        query = select(RecordRow).where(
-            RecordRow.subject_index == subject_index,
-            col(RecordRow.deleted).is_(False),
-        )
+        query = _BY_SUBJECT
         if datasets is not None:
-            query = query.where(col(RecordRow.dataset_id).in_(list(datasets)))
-        with Session(self.engine) as session:
-            return [_to_record(row) for row in session.exec(query).all()]
+            query = query.where(_RECORD.c.dataset_id.in_(list(datasets)))
+        with self.engine.connect() as connection:
+            return [_read(row) for row in connection.execute(query, {"subject": subject_index})]
 
     def feed(
         self, dataset_id: str, after: tuple[datetime, int] | None, limit: int
@@ -216,21 +250,16 @@ class RecordStore:
 
         Returns the page and the position of its last record (to pass back as ``after``), or None when empty.
         """
-        query = select(RecordRow).where(RecordRow.dataset_id == dataset_id)
+        c = _RECORD.c
+        query = sa_select(*_READ, c.stored_at, c.id).where(c.dataset_id == dataset_id)
         if after is not None:
             moment, row_id = after
-            query = query.where(
-                or_(
-                    col(RecordRow.stored_at) > moment,
-                    and_(col(RecordRow.stored_at) == moment, col(RecordRow.id) > row_id),
-                )
-            )
-        query = query.order_by(col(RecordRow.stored_at), col(RecordRow.id)).limit(limit)
-        with Session(self.engine) as session:
-            rows = list(session.exec(query).all())
-        last = rows[-1] if rows else None
-        position = (_aware(last.stored_at), int(last.id or 0)) if last is not None else None
-        return [_to_record(row) for row in rows], position
+            query = query.where(or_(c.stored_at > moment, and_(c.stored_at == moment, c.id > row_id)))
+        query = query.order_by(c.stored_at, c.id).limit(limit)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        position = (_aware(rows[-1][-2]), int(rows[-1][-1])) if rows else None
+        return [_read(row[:-2]) for row in rows], position
 
     def count(self, dataset_id: str | None = None) -> int:
         query = select(func.count()).select_from(RecordRow)
@@ -238,22 +267,3 @@ class RecordStore:
             query = query.where(RecordRow.dataset_id == dataset_id)
         with Session(self.engine) as session:
             return int(session.exec(query).one())
-
-
-def _to_record(row: RecordRow) -> ProtectedRecord:
-    return ProtectedRecord(
-        dataset_id=row.dataset_id,
-        record_key=row.record_key,
-        version=row.version,
-        provenance=Provenance(
-            source_agency=row.source_agency,
-            source_system=row.source_system,
-            source_position=row.source_position,
-            pulled_at=row.pulled_at,
-            source_updated_at=row.source_updated_at,
-        ),
-        subject_index=row.subject_index,
-        clear_fields=row.clear_fields,
-        sealed_fields=row.sealed_fields,
-        deleted=row.deleted,
-    )
