@@ -3,9 +3,13 @@
 ``append`` returns only after the entry is committed (callers that release data wait for it: no
 audit entry, no data). Appends from many threads are queued to one writer thread, which commits
 whatever is waiting (up to ``max_batch``) in one transaction, so throughput grows with concurrency
-while a lone append pays one commit. Several processes may share one database: each writer takes the
-table lock (PostgreSQL) or relies on the contiguity trigger (SQLite), catches up on entries written by
-others, and retries.
+while a lone append pays one commit. Several processes may share one database: each writer takes an
+advisory lock (PostgreSQL: ``pg_advisory_xact_lock``; a SQLite file: ``flock`` on a lock file beside it),
+catches up on entries written by others, then numbers its batch. The contiguity trigger stays as the
+backstop (a writer without the lock fails and retries, it cannot fork the log). On SQLite the file lock
+matters for latency, not only order: SQLite's own busy handler polls with sleeps of up to 100 ms, and two
+API workers appending at once spent most of their tail latency there; a blocked ``flock`` wakes as soon
+as the other writer commits.
 
 An ``indexer`` writes rows derived from the entries (the residents' access index, say) in the entries'
 own transaction: the derived rows exist exactly when the entries do, and an append costs one commit
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import queue
 import threading
 import time
@@ -98,6 +104,16 @@ def _settle(batch: list[_Pending], entries: list[SealedEntry] | None, error: Exc
             loop.call_soon_threadsafe(_resolve, waiters, error)
 
 
+def _sqlite_lock_file(engine: Engine) -> int | None:
+    """A descriptor of ``<database>.audit-lock`` for a SQLite file database; None for other databases."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.open(f"{database}.audit-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 class AuditLog:
     def __init__(
         self,
@@ -127,6 +143,7 @@ class AuditLog:
         self.max_batch = max_batch
         self.linger = linger
         self._insert_sql = _INSERT_QMARK if engine.dialect.paramstyle == "qmark" else _INSERT_FORMAT
+        self._file_lock = _sqlite_lock_file(engine)
         storage.install(engine)
         self.tree = MerkleTree()
         self._tree_lock = threading.Lock()
@@ -238,8 +255,25 @@ class AuditLog:
             return
         _settle(batch, None, AuditUnavailable(f"audit log: could not sequence after {attempts} attempts"))
 
+    @contextlib.contextmanager
+    def _writers_lock(self) -> Iterator[None]:
+        """Exclusive among this file's audit writers in every process (SQLite files; a no-op elsewhere)."""
+        if self._file_lock is None:
+            yield
+            return
+        fcntl.flock(self._file_lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._file_lock, fcntl.LOCK_UN)
+
     def _write(self, batch: list[_Pending]) -> list[SealedEntry]:
-        with self._tree_lock:
+        with self._tree_lock, self._writers_lock():
+            if self._file_lock is not None:
+                # Outside the write transaction on purpose: a SQLite transaction that reads before it writes
+                # cannot take the write lock if anyone committed in between. Under the file lock no other
+                # audit writer can append, so what this reads stays current until the commit.
+                self._catch_up()
             with self.engine.begin() as connection:
                 if self.engine.dialect.name == "sqlite":
                     # "Durable" means surviving power loss, not only a crash: WAL commits fsync with FULL.
@@ -270,6 +304,8 @@ class AuditLog:
             self._stop_interval.set()
             self._queue.put(_STOP)
             self._writer.join(30)
+            if self._file_lock is not None:
+                os.close(self._file_lock)
 
     # -- reading and proving ---------------------------------------------------------------------------
 

@@ -9,7 +9,20 @@ signed checkpoints detect: see docs/audit.md.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Engine, Integer, LargeBinary, MetaData, String, Table, Text, inspect, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
 
 metadata = MetaData()
 
@@ -81,21 +94,31 @@ _POSTGRES = [
 ]
 
 
+INSTALL_LOCK = 0x6875622D696E7374  # pg_advisory_xact_lock key ("hub-inst")
+
+
 def install(engine: Engine) -> None:
-    """Create the tables and their guard triggers (idempotent), adding columns later versions need."""
-    metadata.create_all(engine)
-    columns = {c["name"] for c in inspect(engine).get_columns("audit_checkpoint")}
-    if "timestamp_token" not in columns:  # logs created before time-stamping existed
-        blob = "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
-        with engine.begin() as connection:
-            connection.execute(text(f"ALTER TABLE audit_checkpoint ADD COLUMN timestamp_token {blob}"))
-    if engine.dialect.name == "postgresql":
-        if _postgres_guards_in_place(engine):
-            return  # an insert-only application role may not (and need not) run the DDL
-        statements = _POSTGRES
-    else:
-        statements = _SQLITE
+    """Create the tables and their guard triggers (idempotent), adding columns later versions need.
+
+    Concurrent installs (two API workers starting on a fresh database) are serialised, by an advisory lock
+    on PostgreSQL and the write lock on SQLite: check-then-create alone races, and the loser fails.
+    """
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INSTALL_LOCK})
+        else:  # SQLite: take the write lock before looking, so the look and the creation are one step
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        metadata.create_all(connection)
+        columns = {c["name"] for c in inspect(connection).get_columns("audit_checkpoint")}
+        if "timestamp_token" not in columns:  # logs created before time-stamping existed
+            blob = "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
+            connection.execute(text(f"ALTER TABLE audit_checkpoint ADD COLUMN timestamp_token {blob}"))
+        if engine.dialect.name == "postgresql":
+            if _postgres_guards_in_place(connection):
+                return  # an insert-only application role may not (and need not) run the DDL
+            statements = _POSTGRES
+        else:
+            statements = _SQLITE
         for statement in statements:
             connection.execute(text(statement))
 
@@ -105,8 +128,7 @@ _PG_TRIGGERS = (
 )
 
 
-def _postgres_guards_in_place(engine: Engine) -> bool:
+def _postgres_guards_in_place(connection: Connection) -> bool:
     """Every guard trigger exists and is ENABLE ALWAYS ('A')."""
     query = text("SELECT count(*) FROM pg_trigger WHERE tgname = ANY(:names) AND tgenabled = 'A'")
-    with engine.connect() as connection:
-        return int(connection.execute(query, {"names": _PG_TRIGGERS}).scalar_one()) == len(_PG_TRIGGERS)
+    return int(connection.execute(query, {"names": _PG_TRIGGERS}).scalar_one()) == len(_PG_TRIGGERS)

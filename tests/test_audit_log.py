@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -214,3 +215,50 @@ def test_an_indexer_writes_in_the_entries_transaction(database_url: str) -> None
             assert connection.execute(text("SELECT MAX(seq) FROM side")).scalar_one() == 3
     finally:
         log.close()
+
+
+def _append_from_a_process(url: str, seed: bytes, count: int) -> list[int]:
+    """In a separate process: append ``count`` entries from 8 threads at once, return their numbers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    audit = AuditLog(create_sql_engine(url), NoteSigner(ORIGIN, Ed25519PrivateKey.from_private_bytes(seed)), ORIGIN)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            return [e.seq for e in pool.map(lambda _: audit.append(DRAFT), range(count))]
+    finally:
+        audit.close()
+
+
+def test_two_processes_appending_at_once_share_one_contiguous_log(database_url: str) -> None:
+    import multiprocessing
+
+    seed = bytes(range(32))
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.starmap(_append_from_a_process, [(database_url, seed, 300), (database_url, seed, 300)])
+    assert sorted(results[0] + results[1]) == list(range(600))
+    reopened = AuditLog(create_sql_engine(database_url), NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN)
+    try:
+        assert reopened.size == 600  # opening re-verifies every leaf hash in order
+    finally:
+        reopened.close()
+
+
+def test_sqlite_writers_wait_on_the_lock_file_not_on_sqlites_busy_handler(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    database = tmp_path / "audit.db"
+    audit = AuditLog(
+        create_sql_engine(f"sqlite:///{database}"), NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN
+    )
+    try:
+        other_writer = os.open(f"{database}.audit-lock", os.O_RDWR)
+        fcntl.flock(other_writer, fcntl.LOCK_EX)  # another process's writer holds the lock
+        pending = audit.submit(DRAFT)
+        time.sleep(0.3)
+        assert not pending.done()  # it waits for the lock...
+        fcntl.flock(other_writer, fcntl.LOCK_UN)
+        os.close(other_writer)
+        assert pending.result(timeout=5).seq == 0  # ...and goes on as soon as it is released
+    finally:
+        audit.close()

@@ -101,3 +101,22 @@ def test_naive_datetimes_are_refused(store: RecordStore) -> None:
     )
     with pytest.raises(Exception, match="naive datetime"):
         store.upsert([naive])
+
+
+def _create_schema(url: str) -> None:
+    from hub.store import create_store_engine, init_schema
+
+    init_schema(create_store_engine(url))
+
+
+def test_processes_starting_together_on_a_fresh_database_both_create_the_schema(database_url: str) -> None:
+    """Two API workers open a database nobody set up yet; neither may fail on the other's CREATE TABLE."""
+    import multiprocessing
+
+    from hub.store import create_store_engine
+
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        pool.map(_create_schema, [database_url] * 3)
+    assert {"record", "access_index", "catalog_dataset"} <= set(
+        inspect(create_store_engine(database_url)).get_table_names()
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlmodel import SQLModel
 
 from connectors import tables as _connector_tables  # noqa: F401
@@ -27,11 +27,22 @@ def create_store_engine(url: str) -> Engine:
 _ADDED_COLUMNS = (("access_index", "records", "INTEGER NOT NULL DEFAULT 1"),)
 
 
+SCHEMA_LOCK = 0x6875622D73636863  # pg_advisory_xact_lock key ("hub-schc")
+
+
 def init_schema(engine: Engine) -> None:
-    """Create missing tables, and add columns that later versions gave existing tables."""
-    SQLModel.metadata.create_all(engine)
-    inspector = inspect(engine)
-    for table, column, ddl in _ADDED_COLUMNS:
-        if column not in {c["name"] for c in inspector.get_columns(table)}:
-            with engine.begin() as connection:
+    """Create missing tables, and add columns that later versions gave existing tables.
+
+    Concurrent callers (API workers starting together on a fresh database) are serialised, by an advisory
+    lock on PostgreSQL and the write lock on SQLite: check-then-create alone races, and the loser fails.
+    """
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        else:  # SQLite: take the write lock before looking, so the look and the creation are one step
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        SQLModel.metadata.create_all(connection)
+        inspector = inspect(connection)
+        for table, column, ddl in _ADDED_COLUMNS:
+            if column not in {c["name"] for c in inspector.get_columns(table)}:
                 connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
