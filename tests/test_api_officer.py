@@ -82,6 +82,9 @@ def test_without_a_case_the_officer_is_refused_and_it_is_audited(world: World) -
     body = view(world, investigator(world, mfa=True), purpose="fraud_investigation").json()
     assert body["records"] == [] and body["refused"] > 0
     assert all(any("PIPL-13-case" in r for r in refusal["reasons"]) for refusal in body["refusals"])
+    # Refusals come grouped by dataset and reasons, each with how many records it covers.
+    assert sum(refusal["records"] for refusal in body["refusals"]) == body["refused"]
+    assert len({(r["dataset"], tuple(r["reasons"])) for r in body["refusals"]}) == len(body["refusals"])
     logged = entries(world, start)
     assert {e["type"] for e in logged} == {"access.decision", "data.release"}
     assert all(e["decision"]["result"] == "deny" for e in logged if e["type"] == "access.decision")

@@ -56,13 +56,14 @@ class StepUp(BaseModel):
 class RefusalOut(BaseModel):
     dataset: str
     reasons: list[str]
+    records: int = Field(description="how many of the dataset's records were refused for these reasons")
 
 
 class ReleaseOut(BaseModel):
     subject: str = Field(description="the resident's audit pseudonym (keyed HMAC), not the ID number")
     records: list[RecordOut]
     refused: int = Field(description="records that exist but policy did not release")
-    refusals: list[RefusalOut] = Field(description="why, per refused record (no record data)")
+    refusals: list[RefusalOut] = Field(description="why, per dataset and reasons, with a count (no record data)")
     step_up: StepUp
     review_task: int | None = None
     audit: dict[str, Any] = Field(description="the release's audit entry (seq) and the digest of what was released")
