@@ -12,13 +12,14 @@ Every engine fails closed: any error becomes :class:`~policies.errors.PolicyUnav
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
+
+import orjson
 
 from policies.errors import PolicyUnavailable
 
@@ -78,8 +79,8 @@ class EmbeddedEngine:
         try:
             if rule == DECISION:
                 vm = self._vm()
-                vm.set_input_json(json.dumps(input_document))
-                return json.loads(vm.execute())
+                vm.set_input_json(orjson.dumps(input_document).decode())
+                return orjson.loads(vm.execute())
             engine = self._interpreter()
             engine.set_input(dict(input_document))
             return engine.eval_rule(f"data.{rule}")
