@@ -141,37 +141,35 @@ class ReleaseService:
 
     # -- the synchronous part: lookup, decisions, decryption (run in a worker thread) ------------------
 
-    def _context(self, record: ProtectedRecord, id_number: str, pseudonym: str, minor: bool) -> RecordContext:
-        dataset = self.catalog.dataset(record.dataset_id)
-        district = record.clear_fields.get("district")
-        jurisdiction = str(district) if district else id_number[:6]
-        return RecordContext(dataset.id, dataset.owner, jurisdiction, minor, pseudonym)
-
     def _decide(
         self, query: Query, items: list[tuple[ProtectedRecord, str, str]], now: int | None = None
     ) -> tuple[list[RecordView], list[Decided]]:
-        """Decide every (record, subject ID, pseudonym), then decrypt or mask what policy lets through."""
+        """Decide every (record, subject ID, pseudonym), then decrypt or mask what policy lets through.
+
+        A record's decision inputs are its dataset (and so its owner), its subject and the subject's
+        jurisdiction; everything else comes from the query. Records that share those three share one decision,
+        found by a plain tuple key before any request object is built (a resident may have dozens of records).
+        """
         moment = int(time.time()) if now is None else now
         p = query.principal
         assigned = query.case_id is not None and self.cases.is_assigned(query.case_id, p.id, p.agency)
         emergency = (
             Emergency(query.emergency_reason, moment, moment + EMERGENCY_SECONDS) if query.emergency_reason else None
         )
-        taken: dict[RecordContext, tuple[DecisionRequest, PolicyDecision]] = {}
-        counts: dict[RecordContext, int] = {}
+        taken: dict[tuple[str, str, str], tuple[DecisionRequest, PolicyDecision]] = {}
+        counts: dict[tuple[str, str, str], int] = {}
         chosen: list[PolicyDecision] = []
         today = date.today()
-        minors: dict[str, bool] = {}  # a person view has one subject, a feed page a few: age each once
         for record, id_number, pseudonym in items:
-            minor = minors.get(id_number)
-            if minor is None:
-                minor = minors[id_number] = age_on(id_number, today) < MINOR_AGE
-            context = self._context(record, id_number, pseudonym, minor)
-            known = taken.get(context)
+            district = record.clear_fields.get("district")
+            key = (record.dataset_id, str(district) if district else id_number[:6], pseudonym)
+            known = taken.get(key)
             if known is None:
+                dataset = self.catalog.dataset(record.dataset_id)
+                minor = age_on(id_number, today) < MINOR_AGE
                 request = DecisionRequest(
                     principal=p,
-                    record=context,
+                    record=RecordContext(dataset.id, dataset.owner, key[1], minor, pseudonym),
                     purpose=query.purpose,
                     case_id=query.case_id,
                     case_assigned=assigned,
@@ -181,14 +179,15 @@ class ReleaseService:
                 decision = self.decisions.evaluate(request)
                 if decision.policy == "fail-closed":
                     raise ServiceUnavailable("policy")
-                known = taken[context] = (request, decision)
-            counts[context] = counts.get(context, 0) + 1
+                known = taken[key] = (request, decision)
+                counts[key] = 0
+            counts[key] += 1
             chosen.append(known[1])
         try:
             views = [self._view(item[0], d) for item, d in zip(items, chosen, strict=True)]
         except KeystoreUnavailable:
             raise ServiceUnavailable("keys") from None
-        return views, [Decided(r, d, counts[c]) for c, (r, d) in taken.items()]
+        return views, [Decided(r, d, counts[k]) for k, (r, d) in taken.items()]
 
     def prepare(self, query: Query) -> tuple[Release, list[Decided]]:
         """The person view, decided and decrypted in memory; nothing is handed out before :meth:`commit`."""
@@ -222,7 +221,7 @@ class ReleaseService:
 
     def _view(self, record: ProtectedRecord, decision: PolicyDecision) -> RecordView:
         dataset = self.catalog.dataset(record.dataset_id)
-        shown: dict[str, FieldView] = {}
+        shown: dict[str, FieldView] = {}  # a refused record shows no field at all
         if decision.allow:
             wanted = {n for n, o in decision.fields.items() if o in ("reveal", "mask")}
             values = self.protector.reveal(record, wanted)

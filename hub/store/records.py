@@ -241,7 +241,8 @@ class RecordStore:
         if datasets is not None:
             query = query.where(_RECORD.c.dataset_id.in_(list(datasets)))
         with self.engine.connect() as connection:
-            return [_read(row) for row in connection.execute(query, {"subject": subject_index})]
+            rows = connection.execute(query, {"subject": subject_index}).all()
+        return [_read(row) for row in rows]
 
     def feed(
         self, dataset_id: str, after: tuple[datetime, int] | None, limit: int
