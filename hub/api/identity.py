@@ -114,6 +114,15 @@ class TokenValidator:
         self.leeway = leeway
         self.mfa_acr = mfa_acr
         self.clock = clock
+        # Built once: it reads the clock through ``now`` on every validation.
+        self._registry = jwt.JWTClaimsRegistry(
+            now=lambda: int(self.clock()),
+            leeway=leeway,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
         self._verified: OrderedDict[str, tuple[KeySet, dict[str, Any]]] = OrderedDict()
         self._verified_lock = threading.Lock()
 
@@ -144,16 +153,8 @@ class TokenValidator:
 
     def claims(self, token: str) -> dict[str, Any]:
         claims = dict(self._verified_claims(token))  # a copy: callers must not change the remembered claims
-        registry = jwt.JWTClaimsRegistry(
-            now=int(self.clock()),
-            leeway=self.leeway,
-            iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, "value": self.audience},
-            exp={"essential": True},
-            sub={"essential": True},
-        )
         try:
-            registry.validate(claims)
+            self._registry.validate(claims)
         except JoseError as error:
             raise TokenRejected(f"token rejected: {error.description or error.error}") from None
         return claims
