@@ -8,7 +8,7 @@
 - Memory: a 1,000,000-row SQL source (hospital visits of those residents, replicated under new keys)
   ingested by the connector in a child process on the embedded bus. Reported: that process's peak RSS
   (VmHWM) plus its largest worker process's (ru_maxrss), an upper bound since forked workers share pages.
-- Connector workers: the machine's default (HUB_CONNECTOR_WORKERS unset: one fewer than the CPUs).
+- Connector workers: the machine's default (HUB_CONNECTOR_WORKERS unset: one per CPU, at most 8).
 Goals: >= 10,000 records/s and ratio <= 2.5 on the embedded bus; peak RSS < 400 MB at 1,000,000 rows.
 The last line is one JSON object.
 """

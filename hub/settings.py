@@ -89,8 +89,8 @@ class Settings(BaseSettings):
         default=-1,
         ge=-1,
         le=64,
-        description="processes preparing each connector's batches beside the one that publishes; "
-        "-1 means one fewer than the CPUs, 0 means none (all in one process)",
+        description="processes that prepare and publish each connector's batches beside the one that reads "
+        "the source; -1 means one per CPU (at most 8), 0 means none (all in one process)",
     )
     master_passphrase: SecretStr | None = Field(default=None, description="unlocks the keystore (scrypt)")
     master_key: SecretStr | None = Field(default=None, description="unlocks the keystore directly (hex/base64)")
