@@ -51,6 +51,26 @@ def test_newer_version_replaces_and_older_or_equal_never_does(store: RecordStore
     assert store.count("police.incident") == 1
 
 
+def test_versions_are_64_bit_like_a_source_update_time_in_microseconds(store: RecordStore) -> None:
+    updated = int(datetime(2026, 8, 2, 10, 24, tzinfo=UTC).timestamp() * 1_000_000)  # far above 2**31
+    store.upsert([_record(version=updated)])
+    store.upsert([dataclasses.replace(_record(version=updated + 1), sealed_fields=b"newer")])
+    loaded = store.get("police.incident", "J20261119000001")
+    assert loaded is not None and loaded.version == updated + 1 and loaded.sealed_fields == b"newer"
+
+
+def test_a_postgres_store_made_with_32_bit_versions_is_widened(postgres_url: str) -> None:
+    from hub.store import create_store_engine, init_schema
+
+    engine = create_store_engine(postgres_url)
+    init_schema(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE record ALTER COLUMN version TYPE INTEGER")
+    init_schema(engine)
+    version = next(c for c in inspect(engine).get_columns("record") if c["name"] == "version")
+    assert str(version["type"]) == "BIGINT"
+
+
 def test_lookup_by_blind_index(store: RecordStore) -> None:
     store.upsert(
         [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import BigInteger, Engine, inspect, text
 from sqlmodel import SQLModel
 
 from connectors import tables as _connector_tables  # noqa: F401
@@ -46,3 +46,7 @@ def init_schema(engine: Engine) -> None:
         for table, column, ddl in _ADDED_COLUMNS:
             if column not in {c["name"] for c in inspector.get_columns(table)}:
                 connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+        if engine.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
+            version = next(c for c in inspector.get_columns("record") if c["name"] == "version")
+            if not isinstance(version["type"], BigInteger):  # stores made before versions were 64-bit
+                connection.exec_driver_sql("ALTER TABLE record ALTER COLUMN version TYPE BIGINT")

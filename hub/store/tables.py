@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Dialect, LargeBinary, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, LargeBinary, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -74,7 +74,8 @@ class RecordRow(SQLModel, table=True):
     # each index is one more B-tree write per ingested record.
     dataset_id: str = Field(foreign_key="catalog_dataset.id", max_length=128)
     record_key: str = Field(max_length=256)
-    version: int
+    # 64-bit: a source's update time in microseconds is a common version (PostgreSQL's INTEGER is 32-bit).
+    version: int = Field(sa_column=Column(BigInteger, nullable=False))
     # Provenance: where and when the hub got this version.
     source_agency: str = Field(max_length=64)
     source_system: str = Field(max_length=128)
