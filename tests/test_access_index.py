@@ -69,3 +69,23 @@ def test_a_store_from_before_the_record_count_gains_the_column(tmp_path: Path) -
     assert "records" in {c["name"] for c in inspect(engine).get_columns("access_index")}
     with engine.connect() as connection:
         assert connection.execute(text("SELECT records FROM access_index")).scalar_one() == 1
+
+
+def test_the_indexer_writes_rows_the_resident_view_reads(database_url: str) -> None:
+    from sqlmodel import Session, select
+
+    from hub.store.access_index import index_accesses
+    from hub.store.tables import AccessIndexRow
+
+    engine = create_store_engine(database_url)
+    init_schema(engine)
+    drafts = [decision(records=3), decision(case="CASE-2026-0001", detail={"records": 1})]
+    pairs = [(d, seal_entry(d, 7 + i)) for i, d in enumerate(drafts)]
+    with engine.begin() as connection:
+        index_accesses(connection, pairs)
+    with Session(engine) as session:
+        rows = session.exec(select(AccessIndexRow).order_by(AccessIndexRow.seq)).all()  # type: ignore[arg-type]
+    assert [(r.seq, r.subject, r.records, r.case_id, r.break_glass, r.result) for r in rows] == [
+        (7, SUBJECT, 3, None, True, "permit"),
+        (8, SUBJECT, 1, "CASE-2026-0001", False, "permit"),
+    ]
