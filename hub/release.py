@@ -95,7 +95,7 @@ class Query:
 
 @dataclass(frozen=True)
 class Decided:
-    """One policy decision and how many of the released records it covers.
+    """One policy decision and how many of the query's records it covers (released or refused).
 
     Records whose decision inputs are identical (same dataset, owner, subject, jurisdiction and age
     bracket, within one query) get the same decision, so they are decided once and recorded in one
