@@ -7,6 +7,8 @@ does not.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,27 @@ _JSON: dict[str, Any] = {
     "json_serializer": lambda value: orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode(),
     "json_deserializer": orjson.loads,
 }
-SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000")
+SQLITE_PRAGMAS = ("busy_timeout=10000", "synchronous=NORMAL", "foreign_keys=ON")  # after WAL mode is on
+WAL_SWITCH_SECONDS = 10.0
+
+
+def _enter_wal(cursor: sqlite3.Cursor) -> None:
+    """Put a new database into WAL mode; a database already in it is left alone.
+
+    The switch needs a moment's exclusive lock and SQLite answers "database is locked" at once rather
+    than waiting, so two processes opening a fresh database together (two API workers) could fail; the
+    loser retries briefly, and usually finds the winner has already switched it.
+    """
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def create_sql_engine(url: str, extra_sqlite_pragmas: Sequence[str] = ()) -> Engine:
@@ -36,6 +58,8 @@ def create_sql_engine(url: str, extra_sqlite_pragmas: Sequence[str] = ()) -> Eng
 
         def on_connect(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=10000")
+            _enter_wal(cursor)
             for pragma in pragmas:
                 cursor.execute(f"PRAGMA {pragma}")
             cursor.close()
