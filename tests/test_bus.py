@@ -17,7 +17,7 @@ import pytest
 
 from connectors.bus.base import Bus, Message
 from connectors.bus.kafka import KafkaBus
-from connectors.bus.local import LocalBus
+from connectors.bus.local import LocalBus, _Partition
 from connectors.envelope import EnvelopeError, from_event, to_event
 from hub.store.records import ProtectedRecord, Provenance
 
@@ -128,6 +128,30 @@ def test_a_torn_tail_is_never_read_and_is_cut_before_the_next_append(tmp_path: P
         b"two",
         b"three",
     ]
+
+
+def test_end_offsets_extend_the_index_instead_of_rereading_the_log(tmp_path: Path) -> None:
+    """A caught-up check runs after every idle poll; it must cost what was appended since, not the whole log."""
+    bus = LocalBus(tmp_path / "bus", partitions=2)
+    bus.publish("t", [(f"k{n}".encode(), b"v" * 100) for n in range(40)])
+    first = bus.end_offsets("t")
+    assert sum(first.values()) == 40
+    scanned = {p: bus._readers[("t", p)].scanned_to for p in range(2)}
+    reads: list[int] = []
+    original = _Partition.scan
+
+    def counting_scan(self: _Partition, index: bool = True) -> None:
+        reads.append(self.path.stat().st_size - self.scanned_to)  # bytes this scan has to look at
+        original(self, index)
+
+    _Partition.scan = counting_scan  # type: ignore[method-assign]
+    try:
+        bus.publish("t", [(b"k0", b"w" * 100)])
+        second = bus.end_offsets("t")
+    finally:
+        _Partition.scan = original  # type: ignore[method-assign]
+    assert sum(second.values()) == 41
+    assert sum(reads) == sum(bus._readers[("t", p)].scanned_to - scanned[p] for p in range(2))  # only the new record
 
 
 WRITER = """

@@ -170,17 +170,23 @@ class LocalBus:
                     os.fsync(handle.fileno())
                 self._valid_end[path] = self._valid_end.get(path, 0) + len(data)
 
-    def read(self, topic: str, partition: int, start: int, limit: int) -> list[Message]:
+    def _reader(self, topic: str, partition: int) -> _Partition:
+        """This bus's index of a partition, extended by each later scan rather than rebuilt."""
         key = (topic, partition)
         reader = self._readers.get(key)
         if reader is None:
             reader = self._readers[key] = _Partition(self._partition_path(topic, partition))
-        return [Message(topic, partition, o, k, v) for o, k, v in reader.read(start, limit)]
+        return reader
+
+    def read(self, topic: str, partition: int, start: int, limit: int) -> list[Message]:
+        return [Message(topic, partition, o, k, v) for o, k, v in self._reader(topic, partition).read(start, limit)]
 
     def end_offsets(self, topic: str) -> dict[int, int]:
+        # The cached index: a caught-up check after every idle poll used to re-read and re-check every record
+        # of every partition from the start.
         ends = {}
         for partition in range(self.partitions):
-            reader = _Partition(self._partition_path(topic, partition))
+            reader = self._reader(topic, partition)
             reader.scan()
             ends[partition] = len(reader.positions)
         return ends
