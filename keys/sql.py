@@ -23,7 +23,8 @@ _JSON: dict[str, Any] = {
     "json_serializer": lambda value: orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode(),
     "json_deserializer": orjson.loads,
 }
-SQLITE_PRAGMAS = ("busy_timeout=10000", "synchronous=NORMAL", "foreign_keys=ON")  # after WAL mode is on
+BUSY_TIMEOUT = "busy_timeout=10000"  # set first: the WAL switch and everything after it may wait for locks
+SQLITE_PRAGMAS = ("synchronous=NORMAL", "foreign_keys=ON")  # set once WAL mode is on
 WAL_SWITCH_SECONDS = 10.0
 
 
@@ -58,7 +59,7 @@ def create_sql_engine(url: str, extra_sqlite_pragmas: Sequence[str] = ()) -> Eng
 
         def on_connect(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute(f"PRAGMA {BUSY_TIMEOUT}")
             _enter_wal(cursor)
             for pragma in pragmas:
                 cursor.execute(f"PRAGMA {pragma}")

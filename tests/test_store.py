@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
@@ -141,20 +140,3 @@ def test_processes_starting_together_on_a_fresh_database_both_create_the_schema(
     assert {"record", "access_index", "catalog_dataset"} <= set(
         inspect(create_store_engine(database_url)).get_table_names()
     )
-
-
-def _open_and_report_journal(url: str) -> str:
-    from keys.sql import create_sql_engine
-
-    with create_sql_engine(url).connect() as connection:
-        return str(connection.exec_driver_sql("PRAGMA journal_mode").scalar_one())
-
-
-def test_processes_opening_a_fresh_sqlite_file_together_all_get_wal(tmp_path: Path) -> None:
-    """Switching a new file to WAL takes a lock SQLite does not wait for; no opener may fail on it."""
-    import multiprocessing
-
-    urls = [f"sqlite:///{tmp_path / f'fresh-{n}.db'}" for n in range(6)]
-    with multiprocessing.get_context("fork").Pool(6) as pool:
-        modes = pool.map(_open_and_report_journal, [url for url in urls for _ in range(6)])
-    assert set(modes) == {"wal"}

@@ -1,0 +1,61 @@
+"""Opening SQLite databases: the switch to WAL mode, which SQLite may refuse at once instead of waiting."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keys import sql
+from keys.sql import _enter_wal, create_sql_engine
+
+
+class Cursor:
+    """Answers PRAGMA journal_mode like SQLite, refusing the switch while another opener holds the lock."""
+
+    def __init__(self, refusals: int, error: str = "database is locked") -> None:
+        self.refusals, self.error, self.mode, self.switches = refusals, error, "delete", 0
+
+    def execute(self, statement: str) -> Any:
+        if statement == "PRAGMA journal_mode=WAL":
+            self.switches += 1
+            if self.refusals:
+                self.refusals -= 1
+                raise sqlite3.OperationalError(self.error)
+            self.mode = "wal"
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return (self.mode,)
+
+
+def test_a_refused_switch_to_wal_is_retried_until_it_takes() -> None:
+    cursor = Cursor(refusals=3)
+    _enter_wal(cursor)  # type: ignore[arg-type]
+    assert cursor.mode == "wal" and cursor.switches == 4
+
+
+def test_a_database_already_in_wal_is_left_alone() -> None:
+    cursor = Cursor(refusals=0)
+    cursor.mode = "wal"
+    _enter_wal(cursor)  # type: ignore[arg-type]
+    assert cursor.switches == 0
+
+
+def test_other_errors_and_a_lock_that_never_goes_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        _enter_wal(Cursor(refusals=1, error="disk I/O error"))  # type: ignore[arg-type]
+    monkeypatch.setattr(sql, "WAL_SWITCH_SECONDS", 0.05)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _enter_wal(Cursor(refusals=10**9))  # type: ignore[arg-type]
+
+
+def test_a_new_file_opens_in_wal_with_its_pragmas(tmp_path: Path) -> None:
+    with create_sql_engine(f"sqlite:///{tmp_path / 'new.db'}").connect() as connection:
+        pragma = connection.exec_driver_sql
+        assert pragma("PRAGMA journal_mode").scalar_one() == "wal"
+        assert pragma("PRAGMA busy_timeout").scalar_one() == 10000
+        assert pragma("PRAGMA foreign_keys").scalar_one() == 1
+        assert pragma("PRAGMA synchronous").scalar_one() == 1  # NORMAL
