@@ -46,10 +46,9 @@ def access_rows(pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> list[dict[st
 
 
 _COLUMNS = ("seq", "subject", "at", "agency", "purpose", "dataset", "case_id", "result", "break_glass", "records")
-_INSERT = {
-    style: f"INSERT INTO access_index ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))})"  # noqa: S608
-    for style, mark in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"))
-}
+_INSERT = "INSERT INTO access_index ({}) VALUES ({})"
+_INSERT_QMARK = _INSERT.format(", ".join(_COLUMNS), ", ".join(["?"] * len(_COLUMNS)))
+_INSERT_FORMAT = _INSERT.format(", ".join(_COLUMNS), ", ".join(["%s"] * len(_COLUMNS)))  # psycopg
 
 
 def index_accesses(connection: Connection, pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> None:
@@ -60,5 +59,5 @@ def index_accesses(connection: Connection, pairs: Sequence[tuple[EntryDraft, Sea
     """
     rows = access_rows(pairs)
     if rows:
-        statement = _INSERT[connection.dialect.paramstyle]
+        statement = _INSERT_QMARK if connection.dialect.paramstyle == "qmark" else _INSERT_FORMAT
         connection.exec_driver_sql(statement, [tuple(row[c] for c in _COLUMNS) for row in rows])
