@@ -154,6 +154,42 @@ def test_end_offsets_extend_the_index_instead_of_rereading_the_log(tmp_path: Pat
     assert sum(reads) == sum(bus._readers[("t", p)].scanned_to - scanned[p] for p in range(2))  # only the new record
 
 
+def test_writers_share_where_the_valid_data_ends(tmp_path: Path) -> None:
+    """Two writers (as two processes would) append in turn; neither re-checks the other's records."""
+    one, two = LocalBus(tmp_path / "bus", partitions=1), LocalBus(tmp_path / "bus", partitions=1)
+    scans: list[int] = []
+    original = _Partition.scan
+
+    def counting_scan(self: _Partition, index: bool = True) -> None:
+        scans.append(self.path.stat().st_size - self.scanned_to)
+        original(self, index)
+
+    _Partition.scan = counting_scan  # type: ignore[method-assign]
+    try:
+        for n in range(6):
+            (one if n % 2 else two).publish("t", [(b"k", f"v{n}".encode() * 50)])
+    finally:
+        _Partition.scan = original  # type: ignore[method-assign]
+    assert scans == []
+    # A writer that died after its fsync but before its marker: the next one checks only those bytes.
+    path, lock = tmp_path / "bus" / "t" / "0.log", tmp_path / "bus" / "t" / ".lock"
+    record = 12 + 1 + 100  # header, key, value
+    lock.write_bytes((path.stat().st_size - record).to_bytes(8, "big"))
+    _Partition.scan = counting_scan  # type: ignore[method-assign]
+    try:
+        one.publish("t", [(b"k", b"last")])
+        assert scans == [record]
+        # A marker that is no record boundary (never written by a writer) costs a full check, not data.
+        lock.write_bytes((path.stat().st_size - 2).to_bytes(8, "big"))
+        scans.clear()
+        two.publish("t", [(b"k", b"after")])
+        assert scans == [2, path.stat().st_size - len(b"after") - 13]
+    finally:
+        _Partition.scan = original  # type: ignore[method-assign]
+    values = [m.value for m in LocalBus(tmp_path / "bus", partitions=1).consumer("g", ["t"]).poll(timeout=0.1)]
+    assert values == [f"v{n}".encode() * 50 for n in range(6)] + [b"last", b"after"]
+
+
 WRITER = """
 import sys
 from pathlib import Path

@@ -1,7 +1,9 @@
 """The embedded bus: a durable, partitioned append-only log in files, for single-machine runs.
 
 Layout: ``<root>/<topic>/<partition>.log`` holds records as ``u32 length | u32 crc32 | u32 key length |
-key | value``; ``<root>/_groups/<group>.json`` holds committed offsets. ``publish`` appends under an
+key | value``, the CRC over key length, key and value; ``<root>/<topic>/.lock`` is the topic's write lock
+and holds each partition's valid end (u64 per partition); ``<root>/_groups/<group>.json`` holds
+committed offsets. ``publish`` appends under an
 exclusive lock and fsyncs before it returns, so an acknowledged message survives a crash or SIGKILL. A
 record torn by a crash mid-write fails its length or CRC check and is cut off the next time the
 partition is opened for writing; readers stop before it. Offsets are record numbers within a partition.
@@ -23,6 +25,7 @@ from pathlib import Path
 from connectors.bus.base import Message, partition_for
 
 _HEADER = struct.Struct(">III")
+_END = struct.Struct(">Q")  # a partition's valid end, in its topic's lock file
 _SCAN_CHUNK = 1 << 22
 DEFAULT_PARTITIONS = 4
 
@@ -111,64 +114,75 @@ class LocalBus:
         root.mkdir(parents=True, exist_ok=True)
         (root / "_groups").mkdir(exist_ok=True)
         self._readers: dict[tuple[str, int], _Partition] = {}
-        self._valid_end: dict[Path, int] = {}  # per partition file: where this writer's last append ended
 
     def _partition_path(self, topic: str, partition: int) -> Path:
         return self.root / _safe(topic) / f"{partition}.log"
 
-    def _write_lock(self, topic: str) -> contextlib.AbstractContextManager[None]:
-        return self._lock(self.root / _safe(topic))
-
     @staticmethod
     @contextlib.contextmanager
-    def _lock(directory: Path) -> Iterator[None]:
+    def _lock(directory: Path) -> Iterator[int]:
+        """An exclusive ``flock`` on ``directory/.lock``; yields the lock file's descriptor."""
         directory.mkdir(exist_ok=True)
-        with (directory / ".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        # Read-write, not append: the topic's lock file also holds its partitions' end markers (pwrite).
+        descriptor = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
             try:
-                yield
+                yield descriptor
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+        finally:
+            os.close(descriptor)
 
-    def _repair(self, path: Path) -> None:
-        """Cut a torn tail left by a crashed writer, so new records follow the last whole one.
+    @staticmethod
+    def _repair(path: Path, lock: int, partition: int) -> int:
+        """Cut a torn tail left by a crashed writer, so new records follow the last whole one; returns the end.
 
-        Called under the topic's write lock. This process remembers where the valid data ended after its
-        own last append, so the common case (nobody else wrote) costs one ``stat``; otherwise only the
-        bytes written since are scanned.
+        Called under the topic's write lock. Every writer, in any process, records where the partition's
+        valid data ends in the lock file once its append is on disk (8 bytes per partition, after the
+        fsync, so the marker never runs ahead of the data). When the file's size equals the marker, nobody
+        crashed mid-write and there is nothing to check; otherwise only the bytes after the marker are
+        scanned. Before the marker was shared, each writer re-scanned every other writer's appends.
         """
         size = path.stat().st_size if path.exists() else 0
-        known = self._valid_end.get(path)
-        if known is not None and known == size:
-            return
-        partition = _Partition(path)
-        partition.scanned_to = known or 0
-        partition.scan(index=False)
-        if size > partition.scanned_to:
+        marker = os.pread(lock, _END.size, partition * _END.size)
+        known = _END.unpack(marker)[0] if len(marker) == _END.size else 0
+        if known == size:
+            return size
+        reader = _Partition(path)
+        reader.scanned_to = known if known < size else 0  # a marker past the end is not trusted
+        reader.scan(index=False)
+        if size > reader.scanned_to and reader.scanned_to != 0:
+            # Something after the marker does not check out. Before cutting anything, make sure the marker
+            # was a record boundary of this file: check it from the start (a crash's rare, one-off cost).
+            reader = _Partition(path)
+            reader.scan(index=False)
+        if size > reader.scanned_to:
             with path.open("r+b") as handle:
-                handle.truncate(partition.scanned_to)
+                handle.truncate(reader.scanned_to)
                 os.fsync(handle.fileno())
-        self._valid_end[path] = partition.scanned_to
+        return reader.scanned_to
 
     def publish(self, topic: str, messages: Sequence[tuple[bytes, bytes]]) -> None:
         by_partition: dict[int, list[bytes]] = {}
+        pack, crc32 = _HEADER.pack, zlib.crc32
         for key, value in messages:
-            body = key + value
-            header_tail = struct.pack(">I", len(key))
-            crc = zlib.crc32(header_tail + body)
+            length = len(key)
+            key_length = length.to_bytes(4, "big")
+            crc = crc32(value, crc32(key, crc32(key_length)))
             by_partition.setdefault(partition_for(key, self.partitions), []).append(
-                struct.pack(">II", len(body), crc) + header_tail + body
+                pack(length + len(value), crc, length) + key + value
             )
-        with self._write_lock(topic):
+        with self._lock(self.root / _safe(topic)) as lock:
             for partition, records in by_partition.items():
                 path = self._partition_path(topic, partition)
-                self._repair(path)
+                end = self._repair(path, lock, partition)
                 data = b"".join(records)
                 with path.open("ab") as handle:
                     handle.write(data)
                     handle.flush()
                     os.fsync(handle.fileno())
-                self._valid_end[path] = self._valid_end.get(path, 0) + len(data)
+                os.pwrite(lock, _END.pack(end + len(data)), partition * _END.size)
 
     def _reader(self, topic: str, partition: int) -> _Partition:
         """This bus's index of a partition, extended by each later scan rather than rebuilt."""
