@@ -52,8 +52,8 @@ def start(app: str, port: int, env: dict[str, str], app_dir: Path) -> subprocess
         "--log-level",
         "warning",
         "--no-access-log",
-        "--http",  # both apps: uvicorn's h11 with TCP_NODELAY (see hub/api/serving.py)
-        "hub.api.serving:NoDelayH11Protocol",
+        "--http",  # both apps: as `hub serve` serves (httptools with TCP_NODELAY, see hub/api/serving.py)
+        "hub.api.serving:NoDelayHttpToolsProtocol",
         "--app-dir",
         str(app_dir),
     ]
