@@ -6,7 +6,7 @@ parameter location but never echo the submitted value, which may be personal dat
 
 from __future__ import annotations
 
-import uuid
+import random
 from http import HTTPStatus
 from typing import Any
 
@@ -66,7 +66,10 @@ class RequestIdMiddleware:
                 presented = value.decode("latin-1")
                 break
         valid = 8 <= len(presented) <= 64 and all(c.isalnum() or c in "-_" for c in presented)
-        request_id = presented if valid else uuid.uuid4().hex
+        # An id, not a secret: 128 bits from the process's Mersenne Twister (seeded from the OS at start).
+        # uuid4 reads the OS's random source on every request, and that system call lets the worker threads
+        # take the GIL from the event loop for up to a switch interval (5 ms) before it can go on.
+        request_id = presented if valid else f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})["request_id"] = request_id
         echoed = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
 
