@@ -2,11 +2,11 @@
 
 Layout: ``<root>/<topic>/<partition>.log`` holds records as ``u32 length | u32 crc32 | u32 key length |
 key | value``, the CRC over key length, key and value; ``<root>/<topic>/.lock`` is the topic's write lock
-and holds each partition's valid end (u64 per partition); ``<root>/_groups/<group>.json`` holds
-committed offsets. ``publish`` appends under an
-exclusive lock and fsyncs before it returns, so an acknowledged message survives a crash or SIGKILL. A
-record torn by a crash mid-write fails its length or CRC check and is cut off the next time the
-partition is opened for writing; readers stop before it. Offsets are record numbers within a partition.
+and holds each partition's valid end (u64 per partition); ``<root>/_groups/<group>.json`` holds committed
+offsets. ``publish`` appends under an exclusive lock and fsyncs before it returns, so an acknowledged
+message survives a crash or SIGKILL. A record torn by a crash mid-write fails its length or CRC check and
+is cut off the next time the partition is opened for writing; readers stop before it. Offsets are record
+numbers within a partition.
 """
 
 from __future__ import annotations
