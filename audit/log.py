@@ -45,16 +45,11 @@ SEQUENCER_LOCK = 0x6875622D61756474  # pg_advisory_xact_lock key ("hub-audt")
 # commit takes long enough for the next batch to queue up by itself; kept as an option for disks
 # whose commits are much slower than their CPUs.
 LINGER_SECONDS = 0.0
-_INSERT_QMARK = "INSERT INTO audit_entry (seq, leaf_hash, body) VALUES (?, ?, ?)"
-_INSERT_FORMAT = "INSERT INTO audit_entry (seq, leaf_hash, body) VALUES (%s, %s, %s)"
+_INSERT = "INSERT INTO audit_entry (seq, leaf_hash, body) VALUES (?, ?, ?)"
 # Catching up on other processes' entries reads their leaf hashes only (bodies too when verifying): the
 # writer does this before every batch, and a Core select built each time cost more than the batch's insert.
-_CATCH_UP = {
-    (style, verify): f"SELECT seq, leaf_hash{', body' if verify else ''} FROM audit_entry "  # noqa: S608 - constant
-    f"WHERE seq >= {mark} ORDER BY seq"
-    for style, mark in (("qmark", "?"), ("format", "%s"))
-    for verify in (False, True)
-}
+_CATCH_UP = "SELECT seq, leaf_hash FROM audit_entry WHERE seq >= ? ORDER BY seq"
+_CATCH_UP_VERIFIED = "SELECT seq, leaf_hash, body FROM audit_entry WHERE seq >= ? ORDER BY seq"
 _STOP = object()
 
 Indexer = Callable[[Connection, Sequence[tuple[EntryDraft, SealedEntry]]], None]
@@ -150,7 +145,14 @@ class AuditLog:
         self.timestamper = timestamper
         self.max_batch = max_batch
         self.linger = linger
-        self._insert_sql = _INSERT_QMARK if engine.dialect.paramstyle == "qmark" else _INSERT_FORMAT
+
+        # The driver's own placeholders (sqlite3 "?", psycopg "%s"), as keys.sql.driver_sql does for the store;
+        # audit/ keeps no dependency on keys/, so it translates its three constant statements here.
+        def placeholders(sql: str) -> str:
+            return sql if engine.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+
+        self._insert_sql = placeholders(_INSERT)
+        self._catch_up_sql = {False: placeholders(_CATCH_UP), True: placeholders(_CATCH_UP_VERIFIED)}
         self._file_lock = _sqlite_lock_file(engine)
         storage.install(engine)
         self.tree = MerkleTree()
@@ -183,10 +185,9 @@ class AuditLog:
 
     def _catch_up(self, verify: bool = False, connection: Connection | None = None) -> None:
         """Take entries written by other processes into the tree (all of them, verified, on open)."""
-        sql = _CATCH_UP[("qmark" if self.engine.dialect.paramstyle == "qmark" else "format", verify)]
         with contextlib.ExitStack() as stack:
             conn = connection if connection is not None else stack.enter_context(self.engine.connect())
-            for row in conn.exec_driver_sql(sql, (self.tree.size,)):
+            for row in conn.exec_driver_sql(self._catch_up_sql[verify], (self.tree.size,)):
                 seq, hashed = row[0], row[1]
                 if seq != self.tree.size:
                     raise TamperedLog(f"audit_entry: sequence gap at {self.tree.size}")

@@ -37,6 +37,7 @@ from keys.deks import dek_table
 from keys.errors import DecryptionError, KeyInUse, KeyShredded, KeystoreUnavailable
 from keys.keystore import Keystore
 from keys.normalise import CANONICAL_FORMS
+from keys.sql import driver_sql
 from keys.suites import NONCE_SIZE, TAG_SIZE, Aead, Suite, aead_for, mac
 
 REWRAP_BATCH = 1000
@@ -133,11 +134,10 @@ def _sweep(service_ref: weakref.ReferenceType[KeyService], interval: float) -> N
 
 _DEK_COLUMNS = "dek_id, subject_ref, suite, kek_id, kek_version, wrapped, created_at, shredded_at"
 _DEK_IDS = "dek_id, subject_ref"
-_INSERT_DEK = {
-    dialect: "INSERT INTO key_dek (dek_id, subject_ref, suite, kek_id, kek_version, wrapped, created_at) "  # noqa: S608
-    f"VALUES ({', '.join([mark] * 7)}) ON CONFLICT (subject_ref) DO NOTHING"
-    for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))
-}
+_INSERT_DEK = (
+    "INSERT INTO key_dek (dek_id, subject_ref, suite, kek_id, kek_version, wrapped, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subject_ref) DO NOTHING"
+)
 
 
 def _now() -> str:
@@ -336,7 +336,7 @@ class KeyService:
                 params.append((dek_id, ref, int(suite), kek_id, version, blob, created_at))
             try:
                 with self.engine.begin() as connection:
-                    result = connection.exec_driver_sql(_INSERT_DEK[self.engine.dialect.name], params)
+                    result = connection.exec_driver_sql(driver_sql(_INSERT_DEK, connection.dialect.paramstyle), params)
                     every_row_is_ours = connection.dialect.supports_sane_multi_rowcount and result.rowcount == len(
                         params
                     )
@@ -361,14 +361,14 @@ class KeyService:
     def _select_many(self, refs: list[bytes], columns: str = "") -> dict[bytes, dict[str, object]]:
         columns = columns or _DEK_COLUMNS
         names = [c.strip() for c in columns.split(",")]
-        mark = "%s" if self.engine.dialect.name == "postgresql" else "?"
         found: dict[bytes, dict[str, object]] = {}
         try:
             with self.engine.connect() as connection:
                 for start in range(0, len(refs), 500):
                     chunk = refs[start : start + 500]
                     # Only placeholders are formatted in; every value is a bound parameter.
-                    query = f"SELECT {columns} FROM key_dek WHERE subject_ref IN ({', '.join([mark] * len(chunk))})"  # noqa: S608
+                    query = f"SELECT {columns} FROM key_dek WHERE subject_ref IN ({', '.join('?' * len(chunk))})"  # noqa: S608
+                    query = driver_sql(query, connection.dialect.paramstyle)
                     for values in connection.exec_driver_sql(query, tuple(chunk)):
                         row = dict(zip(names, values, strict=True))
                         for name in ("dek_id", "subject_ref", "wrapped"):

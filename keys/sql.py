@@ -7,6 +7,7 @@ does not.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -45,6 +46,23 @@ def _enter_wal(cursor: sqlite3.Cursor) -> None:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+@functools.cache
+def driver_sql(sql: str, paramstyle: str) -> str:
+    """Constant SQL written with ``?`` placeholders, in a driver's own paramstyle.
+
+    The hot statements (record upserts, audit entries, the access index, data keys) go straight to the
+    driver through ``exec_driver_sql``, because SQLAlchemy's per-row parameter processing cost more than
+    the database work; so their placeholders must be the driver's: ``?`` for sqlite3, ``%s`` for psycopg.
+    Written once with ``?`` and translated here, rather than kept twice at every call site. The text must
+    hold no other ``?`` or ``%``.
+    """
+    if paramstyle == "qmark":
+        return sql
+    if paramstyle in ("format", "pyformat"):
+        return sql.replace("?", "%s")
+    raise ValueError(f"unsupported DB-API paramstyle {paramstyle!r}")
 
 
 def create_sql_engine(url: str, extra_sqlite_pragmas: Sequence[str] = ()) -> Engine:

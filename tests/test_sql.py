@@ -1,4 +1,5 @@
-"""Opening SQLite databases: the switch to WAL mode, which SQLite may refuse at once instead of waiting."""
+"""Opening SQLite databases (the switch to WAL mode, which SQLite may refuse at once instead of waiting), and
+constant statements in each driver's placeholders."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from keys import sql
-from keys.sql import _enter_wal, create_sql_engine
+from keys.sql import _enter_wal, create_sql_engine, driver_sql
 
 
 class Cursor:
@@ -59,3 +60,12 @@ def test_a_new_file_opens_in_wal_with_its_pragmas(tmp_path: Path) -> None:
         assert pragma("PRAGMA busy_timeout").scalar_one() == 10000
         assert pragma("PRAGMA foreign_keys").scalar_one() == 1
         assert pragma("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+
+
+def test_driver_sql_speaks_each_drivers_placeholders() -> None:
+    statement = "INSERT INTO t (a, b) VALUES (?, ?)"
+    assert driver_sql(statement, "qmark") == statement  # sqlite3
+    assert driver_sql(statement, "pyformat") == "INSERT INTO t (a, b) VALUES (%s, %s)"  # psycopg
+    assert driver_sql(statement, "format") == "INSERT INTO t (a, b) VALUES (%s, %s)"
+    with pytest.raises(ValueError, match="paramstyle 'named'"):
+        driver_sql(statement, "named")

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from audit.entries import EntryDraft, SealedEntry
+from keys.sql import driver_sql
 
 
 def access_rows(pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> list[dict[str, Any]]:
@@ -46,9 +47,7 @@ def access_rows(pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> list[dict[st
 
 
 _COLUMNS = ("seq", "subject", "at", "agency", "purpose", "dataset", "case_id", "result", "break_glass", "records")
-_INSERT = "INSERT INTO access_index ({}) VALUES ({})"
-_INSERT_QMARK = _INSERT.format(", ".join(_COLUMNS), ", ".join(["?"] * len(_COLUMNS)))
-_INSERT_FORMAT = _INSERT.format(", ".join(_COLUMNS), ", ".join(["%s"] * len(_COLUMNS)))  # psycopg
+_INSERT = f"INSERT INTO access_index ({', '.join(_COLUMNS)}) VALUES ({', '.join(['?'] * len(_COLUMNS))})"  # noqa: S608
 
 
 def index_accesses(connection: Connection, pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> None:
@@ -59,5 +58,5 @@ def index_accesses(connection: Connection, pairs: Sequence[tuple[EntryDraft, Sea
     """
     rows = access_rows(pairs)
     if rows:
-        statement = _INSERT_QMARK if connection.dialect.paramstyle == "qmark" else _INSERT_FORMAT
+        statement = driver_sql(_INSERT, connection.dialect.paramstyle)
         connection.exec_driver_sql(statement, [tuple(row[c] for c in _COLUMNS) for row in rows])

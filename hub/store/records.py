@@ -19,6 +19,7 @@ from hub.catalog import Catalog, DatasetDefinition
 from hub.catalog.labels import PIClass
 from hub.errors import HubError
 from hub.store.tables import AgencyRow, DatasetRow, RecordRow
+from keys.sql import driver_sql
 
 
 class StoreError(HubError):
@@ -101,10 +102,7 @@ _UPDATED = (
 )
 _UPDATE = ", ".join(f"{c} = excluded.{c}" for c in _UPDATED)
 _CONFLICT = f"ON CONFLICT (dataset_id, record_key) DO UPDATE SET {_UPDATE} WHERE record.version < excluded.version"
-_UPSERT = {
-    "sqlite": f"INSERT INTO record ({_COLUMNS}) VALUES ({', '.join('?' * 13)}) {_CONFLICT}",  # noqa: S608 - constant
-    "postgresql": f"INSERT INTO record ({_COLUMNS}) VALUES ({', '.join(['%s'] * 13)}) {_CONFLICT}",  # noqa: S608
-}
+_UPSERT = f"INSERT INTO record ({_COLUMNS}) VALUES ({', '.join('?' * 13)}) {_CONFLICT}"  # noqa: S608 - constant
 
 
 _RECORD: Any = RecordRow.__table__  # type: ignore[attr-defined]
@@ -187,14 +185,14 @@ class RecordStore:
     def upsert(self, records: Sequence[ProtectedRecord]) -> None:
         """Insert or replace by (dataset, record key); an equal or older version changes nothing.
 
-        One constant statement per dialect through the driver's executemany: SQLAlchemy's per-row parameter
+        One constant statement (keys.sql.driver_sql) through the driver's executemany: SQLAlchemy's per-row parameter
         processing cost more than the database work at ingestion rates. Values are encoded exactly as the
         table's column types store them (UTC times; JSON text), so ORM reads are unchanged.
         """
         if not records:
             return
         dialect = self.engine.dialect.name
-        if dialect not in _UPSERT:
+        if dialect not in ("sqlite", "postgresql"):
             raise StoreError(f"unsupported database dialect {dialect!r}")
         convert = _sqlite_time if dialect == "sqlite" else _aware
         times: dict[datetime, Any] = {}  # a batch shares its pulled-at time: convert each distinct time once
@@ -230,7 +228,7 @@ class RecordStore:
                 )
             )
         with self.engine.begin() as connection:
-            connection.exec_driver_sql(_UPSERT[dialect], rows)
+            connection.exec_driver_sql(driver_sql(_UPSERT, connection.dialect.paramstyle), rows)
 
     def get(self, dataset_id: str, record_key: str) -> ProtectedRecord | None:
         with self.engine.connect() as connection:
