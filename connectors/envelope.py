@@ -11,14 +11,13 @@ standard library's JSON about 10 µs each way, which at ingestion rates is most 
 time. A test holds this module to the SDK both ways: the SDK reads what this writes, and this reads what
 the SDK writes.
 
-The sealed fields travel as the JSON object they already are (field -> base64 ciphertext), embedded
-as is, rather than base64 of that JSON: encoding them twice cost both sides more than the rest of the
-envelope. Events written before that, with ``sealed`` as a base64 string, still read.
+The sealed fields travel as one base64 string of the record's sealed blob (keys.sealed_record), the
+bytes the store keeps. Events from earlier releases carried either a JSON object of base64 ciphertexts
+or base64 of that object; both still read, and the store reads both packings.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 from datetime import datetime
 from typing import Any
@@ -54,11 +53,11 @@ def _time(text: str) -> datetime:
 
 
 def _sealed(value: Any) -> bytes:
-    if isinstance(value, dict):
-        return orjson.dumps(value)  # the object as written: its keys are already in order
     if isinstance(value, str):
-        return base64.b64decode(value, validate=True)
-    raise EnvelopeError("malformed record event: sealed fields are neither an object nor base64")
+        return binascii.a2b_base64(value, strict_mode=True)
+    if isinstance(value, dict):
+        return orjson.dumps(value)  # an earlier release's event: the JSON packing, which the store still reads
+    raise EnvelopeError("malformed record event: sealed fields are neither base64 nor an object")
 
 
 _pulled: tuple[datetime | None, str] = (None, "")  # the last pulled-at time and its text: a batch shares one
@@ -77,6 +76,7 @@ def _pulled_text(moment: datetime) -> str:
 def to_event(record: ProtectedRecord) -> tuple[bytes, bytes]:
     """(bus key, CloudEvent JSON bytes)."""
     p = record.provenance
+    b64 = binascii.b2a_base64
     event = {
         "specversion": SPEC_VERSION,
         "id": f"{record.dataset_id}/{record.record_key}/{record.version}",
@@ -92,8 +92,8 @@ def to_event(record: ProtectedRecord) -> tuple[bytes, bytes]:
         "sourceupdatedat": p.source_updated_at.isoformat() if p.source_updated_at else "",
         "data": {
             "clear": dict(record.clear_fields),
-            "sealed": orjson.Fragment(record.sealed_fields),
-            "subject_index": binascii.b2a_base64(record.subject_index, newline=False).decode("ascii"),
+            "sealed": b64(record.sealed_fields, newline=False).decode("ascii"),
+            "subject_index": b64(record.subject_index, newline=False).decode("ascii"),
         },
     }
     return bus_key(record.dataset_id, record.record_key), orjson.dumps(event)

@@ -8,20 +8,18 @@ is findable only through the blind index of their ID number, the same in every a
 
 from __future__ import annotations
 
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
 
-import orjson
-
 from hub.catalog import Catalog, DatasetDefinition
 from hub.errors import HubError
 from hub.identifiers import IdentifierError, normalise_id_number
 from hub.settings import Settings
 from hub.store.records import ProtectedRecord, Provenance
+from keys import sealed_record
 from keys.deks import create_keys_engine
 from keys.errors import KeyShredded
 from keys.keystore import Keystore, parse_master_key
@@ -56,17 +54,6 @@ class Erased:
     """A field whose subject was crypto-shredded: the value no longer exists anywhere."""
 
     reason: str = "erased (crypto-shredded)"
-
-
-def _encode_sealed(sealed: Mapping[str, bytes]) -> bytes:
-    b64 = binascii.b2a_base64
-    return orjson.dumps(
-        {k: b64(v, newline=False).decode("ascii") for k, v in sealed.items()}, option=orjson.OPT_SORT_KEYS
-    )
-
-
-def decode_sealed(blob: bytes) -> dict[str, bytes]:
-    return {k: binascii.a2b_base64(v) for k, v in orjson.loads(blob).items()}
 
 
 class RecordProtector:
@@ -141,7 +128,6 @@ class RecordProtector:
                 plaintexts[name] = text.encode("utf-8")
             else:
                 clear[name] = value
-        sealed = self.keys.seal_record(key, dataset_id, record_key, plaintexts)
         return ProtectedRecord(
             dataset_id=dataset_id,
             record_key=record_key,
@@ -149,14 +135,14 @@ class RecordProtector:
             provenance=provenance,
             subject_index=subject,
             clear_fields=clear,
-            sealed_fields=_encode_sealed(sealed),
+            sealed_fields=self.keys.seal_fields(key, dataset_id, record_key, plaintexts),
             deleted=deleted,
         )
 
     def reveal(self, record: ProtectedRecord, fields: set[str] | None = None) -> dict[str, Any]:
         """Decrypt the personal fields asked for (all by default); erased subjects give :class:`Erased`."""
         values: dict[str, Any] = dict(record.clear_fields)
-        for name, blob in decode_sealed(record.sealed_fields).items():
+        for name, blob in sealed_record.unpack(record.sealed_fields).items():
             if fields is not None and name not in fields:
                 continue
             try:

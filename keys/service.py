@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from keys import sealed_record
 from keys.ciphertext import (
     DEK_ID_SIZE,
     KEK_LEN_OFFSET,
@@ -399,9 +400,21 @@ class KeyService:
     def seal_record(
         self, key: DataKey, dataset: str, record_key: str, plaintexts: Mapping[str, bytes]
     ) -> dict[str, bytes]:
-        """Seal one record's field values: each exactly as :meth:`seal` would, but with the record's part of
-        the associated data encoded once and the per-field prefixes cached — ingestion seals every personal
-        field of every row, so the per-call overhead is most of the cost."""
+        """Seal one record's field values, each exactly as :meth:`seal` would."""
+        prefix = key._prefix
+        return {field: prefix + rest for field, rest in self._seal_rests(key, dataset, record_key, plaintexts)}
+
+    def seal_fields(self, key: DataKey, dataset: str, record_key: str, plaintexts: Mapping[str, bytes]) -> bytes:
+        """Seal one record's field values into one blob (keys.sealed_record): the ciphertexts are
+        :meth:`seal_record`'s, their shared header stated once. Ingestion's path, once per record."""
+        return sealed_record.pack(key._prefix, self._seal_rests(key, dataset, record_key, plaintexts))
+
+    def _seal_rests(
+        self, key: DataKey, dataset: str, record_key: str, plaintexts: Mapping[str, bytes]
+    ) -> list[tuple[str, bytes]]:
+        """Each field's ciphertext after the key's header prefix (nonce, ciphertext, tag), with the record's
+        part of the associated data encoded once and the per-field prefixes cached — ingestion seals every
+        personal field of every row, so the per-call overhead is most of the cost."""
         record = record_key.encode("utf-8")
         tail = len(record).to_bytes(2, "big") + record
         header_prefix = key._prefix
@@ -411,7 +424,7 @@ class KeyService:
             prefixes = self._dataset_prefixes.setdefault(dataset, {})
         # One getrandom call for the whole record: each field still gets its own independent random nonce.
         nonces = os.urandom(NONCE_SIZE * len(plaintexts))
-        sealed = {}
+        rests = []
         at = 0
         for field, plaintext in plaintexts.items():
             prefix = prefixes.get(field)
@@ -419,9 +432,8 @@ class KeyService:
                 prefix = prefixes.setdefault(field, field_prefix(dataset, field))
             nonce = nonces[at : at + NONCE_SIZE]
             at += NONCE_SIZE
-            header = header_prefix + nonce
-            sealed[field] = header + encrypt(nonce, plaintext, header + prefix + tail)
-        return sealed
+            rests.append((field, nonce + encrypt(nonce, plaintext, header_prefix + nonce + prefix + tail)))
+        return rests
 
     def unseal(self, blob: bytes, dataset: str, record_key: str, field: str) -> bytes:
         """Open one field value sealed for exactly this (dataset, record, field)."""

@@ -20,6 +20,7 @@ from connectors.bus.kafka import KafkaBus
 from connectors.bus.local import LocalBus, _Partition
 from connectors.envelope import EnvelopeError, from_event, to_event
 from hub.store.records import ProtectedRecord, Provenance
+from keys import sealed_record
 
 
 @pytest.fixture(params=["local", "kafka"])
@@ -96,7 +97,7 @@ def test_envelope_round_trip_is_a_cloudevent_without_plaintext() -> None:
         ),
         subject_index=b"\x01" * 32,
         clear_fields={"visit_no": "V2611190000001", "updated_at": "2026-11-19T10:00:00+08:00"},
-        sealed_fields=b'{"diagnosis":"SEALED"}',  # as the protector writes it: compact orjson
+        sealed_fields=sealed_record.pack(b"HK\x01", [("diagnosis", b"SEALED")]),  # as the protector writes it
     )
     key, body = to_event(record)
     assert key == b"health.visit\x00V2611190000001"
@@ -105,11 +106,15 @@ def test_envelope_round_trip_is_a_cloudevent_without_plaintext() -> None:
     event = json.loads(body)
     assert event["specversion"] == "1.0" and event["type"] == "gov.city.hub.record.v1"
     assert event["source"] == "/agencies/health/regional-his" and event["recordversion"] == "3"
-    assert event["data"]["sealed"] == {"diagnosis": "SEALED"}  # the sealed object itself, not base64 of it
+    assert base64.b64decode(event["data"]["sealed"]) == record.sealed_fields  # the blob the store keeps
     assert from_event(body) == record
-    # Events written before the sealed object was embedded carried it as base64: they still read.
-    event["data"]["sealed"] = base64.b64encode(record.sealed_fields).decode()
-    assert from_event(json.dumps(event).encode()) == record
+    # Events of earlier releases carried the JSON packing, as an object or as base64 of it: they still read,
+    # and what they carry opens as the same fields.
+    legacy = {"diagnosis": base64.b64encode(b"HK\x01SEALED").decode()}
+    for earlier in (legacy, base64.b64encode(json.dumps(legacy, separators=(",", ":")).encode()).decode()):
+        event["data"]["sealed"] = earlier
+        read = from_event(json.dumps(event).encode())
+        assert sealed_record.unpack(read.sealed_fields) == sealed_record.unpack(record.sealed_fields)
     event["data"]["sealed"] = ["not", "sealed", "fields"]
     with pytest.raises(EnvelopeError):
         from_event(json.dumps(event).encode())
