@@ -65,8 +65,14 @@ def driver_sql(sql: str, paramstyle: str) -> str:
     raise ValueError(f"unsupported DB-API paramstyle {paramstyle!r}")
 
 
-def create_sql_engine(url: str, extra_sqlite_pragmas: Sequence[str] = ()) -> Engine:
-    """An engine for a sqlite: or postgresql: URL; SQLite files get their folder, WAL mode and pragmas."""
+def create_sql_engine(
+    url: str, extra_sqlite_pragmas: Sequence[str] = (), sqlite_page_size: int | None = None
+) -> Engine:
+    """An engine for a sqlite: or postgresql: URL; SQLite files get their folder, WAL mode and pragmas.
+
+    ``sqlite_page_size`` applies to a SQLite database created through this engine (it must be set before the
+    switch to WAL, and an existing database keeps the page size it was made with).
+    """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -78,6 +84,8 @@ def create_sql_engine(url: str, extra_sqlite_pragmas: Sequence[str] = ()) -> Eng
         def on_connect(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA {BUSY_TIMEOUT}")
+            if sqlite_page_size is not None:
+                cursor.execute(f"PRAGMA page_size={int(sqlite_page_size)}")
             _enter_wal(cursor)
             for pragma in pragmas:
                 cursor.execute(f"PRAGMA {pragma}")

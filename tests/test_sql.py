@@ -69,3 +69,31 @@ def test_driver_sql_speaks_each_drivers_placeholders() -> None:
     assert driver_sql(statement, "format") == "INSERT INTO t (a, b) VALUES (%s, %s)"
     with pytest.raises(ValueError, match="paramstyle 'named'"):
         driver_sql(statement, "named")
+
+
+def test_a_new_store_gets_large_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from hub.store import create_store_engine, init_schema
+    from hub.store.engine import STORE_PAGE_SIZE
+
+    def page_size(path: Path) -> int:
+        with sqlite3.connect(path) as connection:
+            return int(connection.execute("PRAGMA page_size").fetchone()[0])
+
+    new = tmp_path / "new.db"
+    engine = create_store_engine(f"sqlite:///{new}")
+    init_schema(engine)
+    engine.dispose()
+    assert page_size(new) == STORE_PAGE_SIZE == 16384
+
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as connection:  # a store made by an earlier release, with SQLite's default pages
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE t (x INTEGER)")
+    before = page_size(old)
+    engine = create_store_engine(f"sqlite:///{old}")
+    with engine.begin() as store:
+        store.execute(text("INSERT INTO t VALUES (1)"))
+    engine.dispose()
+    assert before == 4096 and page_size(old) == before

