@@ -1,6 +1,7 @@
 """The hub's policy runtime: the configured Rego engine, Casbin roles, agreements, consents, decisions.
 
-``HUB_POLICY_ENGINE=embedded`` evaluates in process (regorus); an http(s) URL sends every decision to
+``HUB_POLICY_ENGINE=embedded`` evaluates in process (regorus, remembering answers to inputs it has
+evaluated before); an http(s) URL sends every decision to
 that OPA server through opa-python-client, after uploading the same ``policies/rego`` modules. Every
 decision, agreement change and consent change goes to the audit log.
 """
@@ -17,12 +18,17 @@ from policies.agreements import AgreementService
 from policies.consents import ConsentLedger
 from policies.decide import DecisionService
 from policies.engines import EmbeddedEngine, OpaServerEngine, RegoEngine, rego_sources
+from policies.memo import RememberingEngine
 from policies.roles import RoleService
 
 
 def open_engine(settings: Settings) -> RegoEngine:
+    """The embedded engine remembers its decisions (policies.memo: exact, since its modules are fixed and
+    everything a decision depends on is in the input); an OPA server's policies can change under it, so
+    every decision goes to the server."""
     if settings.policy_engine == "embedded":
-        return EmbeddedEngine()
+        sources = rego_sources()
+        return RememberingEngine(EmbeddedEngine(sources), sources)
     return OpaServerEngine(settings.policy_engine, upload=rego_sources())
 
 

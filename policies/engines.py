@@ -76,14 +76,25 @@ class EmbeddedEngine:
         return vm
 
     def evaluate(self, input_document: Mapping[str, Any], rule: str = DECISION) -> Any:
+        if rule == DECISION:
+            return orjson.loads(self.evaluate_json(orjson.dumps(input_document), rule))
         try:
-            if rule == DECISION:
-                vm = self._vm()
-                vm.set_input_json(orjson.dumps(input_document).decode())
-                return orjson.loads(vm.execute())
             engine = self._interpreter()
             engine.set_input(dict(input_document))
             return engine.eval_rule(f"data.{rule}")
+        except Exception as error:  # every engine failure means "no decision"
+            raise PolicyUnavailable(f"embedded policy engine failed: {type(error).__name__}") from None
+
+    def evaluate_json(self, input_json: bytes, rule: str = DECISION) -> str:
+        """The answer as JSON text (what the RVM gives), for an input given as JSON."""
+        try:
+            if rule == DECISION:
+                vm = self._vm()
+                vm.set_input_json(input_json.decode())
+                return str(vm.execute())
+            engine = self._interpreter()
+            engine.set_input_json(input_json.decode())
+            return str(orjson.dumps(engine.eval_rule(f"data.{rule}")).decode())
         except Exception as error:  # every engine failure means "no decision"
             raise PolicyUnavailable(f"embedded policy engine failed: {type(error).__name__}") from None
 
