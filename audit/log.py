@@ -13,7 +13,9 @@ as the other writer commits.
 
 An ``indexer`` writes rows derived from the entries (the residents' access index, say) in the entries'
 own transaction: the derived rows exist exactly when the entries do, and an append costs one commit
-however many tables it feeds.
+however many tables it feeds. An append may bring an ``effect`` of its own, run in the same transaction
+once its entry is inserted (a release's agreement use counters, say): the effect is durable exactly when
+its entry is, and costs no transaction of its own.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ _CATCH_UP_VERIFIED = "SELECT seq, leaf_hash, body FROM audit_entry WHERE seq >= 
 _STOP = object()
 
 Indexer = Callable[[Connection, Sequence[tuple[EntryDraft, SealedEntry]]], None]
+Effect = Callable[[Connection], None]
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class _Pending:
     future: Future[SealedEntry] | None = None
     waiter: asyncio.Future[SealedEntry] | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    effect: Effect | None = None
 
 
 def _resolve(waiters: list[tuple[asyncio.Future[SealedEntry], SealedEntry | None]], error: Exception | None) -> None:
@@ -197,24 +201,29 @@ class AuditLog:
 
     # -- appending -------------------------------------------------------------------------------------
 
-    def submit(self, draft: EntryDraft) -> Future[SealedEntry]:
+    def submit(self, draft: EntryDraft, effect: Effect | None = None) -> Future[SealedEntry]:
         if self._closed:
             raise AuditUnavailable("the audit log is closed")
         future: Future[SealedEntry] = Future()
-        self._queue.put(_Pending(draft, future=future))
+        self._queue.put(_Pending(draft, future=future, effect=effect))
         return future
 
-    def append(self, draft: EntryDraft, timeout: float = 30.0) -> SealedEntry:
-        """Record ``draft`` durably and return the sealed entry; raises AuditUnavailable otherwise."""
-        return self.submit(draft).result(timeout)
+    def append(self, draft: EntryDraft, timeout: float = 30.0, effect: Effect | None = None) -> SealedEntry:
+        """Record ``draft`` durably and return the sealed entry; raises AuditUnavailable otherwise.
 
-    async def append_async(self, draft: EntryDraft) -> SealedEntry:
-        """Record ``draft`` durably from async code; the whole batch wakes the event loop once."""
+        ``effect`` runs on the batch's connection, in its transaction, after the entries are inserted: it is
+        committed with the entry or not at all, and if it fails the batch fails (AuditUnavailable).
+        """
+        return self.submit(draft, effect).result(timeout)
+
+    async def append_async(self, draft: EntryDraft, effect: Effect | None = None) -> SealedEntry:
+        """Record ``draft`` durably from async code (``effect`` as for :meth:`append`); the whole batch wakes
+        the event loop once."""
         if self._closed:
             raise AuditUnavailable("the audit log is closed")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[SealedEntry] = loop.create_future()
-        self._queue.put(_Pending(draft, waiter=waiter, loop=loop))
+        self._queue.put(_Pending(draft, waiter=waiter, loop=loop, effect=effect))
         return await waiter
 
     def _run(self) -> None:
@@ -302,6 +311,9 @@ class AuditLog:
                 )
                 if self.indexer is not None:
                     self.indexer(connection, [(p.draft, e) for p, e in zip(batch, sealed, strict=True)])
+                for pending in batch:
+                    if pending.effect is not None:
+                        pending.effect(connection)
             # Committed: only now does the tree grow, so it never holds an entry the database lacks.
             for hashed in hashes:
                 self.tree.append(hashed)

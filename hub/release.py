@@ -10,6 +10,7 @@ log cannot do its part, :class:`ServiceUnavailable` is raised and nothing leaves
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections.abc import Sequence
@@ -114,6 +115,17 @@ def _field_reasons(decision: PolicyDecision) -> dict[str, str]:
         if sep and name.isidentifier():
             found[name] = rest
     return found
+
+
+def _agreement_uses(decided: Sequence[Decided]) -> dict[str, tuple[int, int]]:
+    """Per agreement that allowed a decision: (decisions, records released under it)."""
+    used: dict[str, tuple[int, int]] = {}
+    for d in decided:
+        if d.decision.allow:
+            for agreement in d.decision.agreements:
+                decisions, records = used.get(agreement, (0, 0))
+                used[agreement] = (decisions + 1, records + d.records)
+    return used
 
 
 def _plain(value: Any) -> Any:
@@ -296,36 +308,33 @@ class ReleaseService:
             },
         )
         # The decision entries also feed the residents' access index, in the same transaction (see
-        # hub.store.access_index): once these appends return, the evidence and the index are both durable.
-        drafts = [self.decisions.entry(d.request, d.decision, d.records) for d in decided] + [release_entry]
+        # hub.store.access_index), and the release entry carries the agreements' use counters as its effect:
+        # once these appends return, the evidence, the index and the counters are all durable, together.
+        drafts = [self.decisions.entry(d.request, d.decision, d.records) for d in decided]
+        used = _agreement_uses(decided)
+        counter = functools.partial(self.decisions.agreements.count_uses, used) if used else None
         try:
-            sealed = await asyncio.gather(*(self.evidence.log.append_async(d) for d in drafts))
+            sealed = await asyncio.gather(
+                *(self.evidence.log.append_async(d) for d in drafts),
+                self.evidence.log.append_async(release_entry, effect=counter),
+            )
         except AuditUnavailable:
             raise ServiceUnavailable("audit") from None
         release.decision_seqs = [s.seq for s in sealed[:-1]]
         release.release_seq = sealed[-1].seq
         release.payload_digest = digest
-        if any(d.decision.allow and d.decision.agreements for d in decided) or query.emergency_reason:
-            await asyncio.to_thread(self._after_audit, release, query, decided, sealed[-1].seq)
+        if query.emergency_reason and any(
+            d.decision.allow and "post_hoc_review" in d.decision.obligations for d in decided
+        ):
+            await asyncio.to_thread(self._open_review, release, query, sealed[-1].seq)
         return release
 
-    def _after_audit(self, release: Release, query: Query, decided: list[Decided], release_seq: int) -> None:
-        """Bookkeeping once the evidence is durable: the agreements' use counters, and break-glass reviews."""
+    def _open_review(self, release: Release, query: Query, release_seq: int) -> None:
+        """Break-glass: the post-hoc review of an emergency release, opened once its evidence is durable."""
         p = query.principal
-        used: dict[str, tuple[int, int]] = {}
-        for d in decided:
-            if d.decision.allow:
-                for agreement in d.decision.agreements:
-                    decisions, records = used.get(agreement, (0, 0))
-                    used[agreement] = (decisions + 1, records + d.records)
-        self.decisions.agreements.count_uses(used)
-        if any(d.decision.allow and "post_hoc_review" in d.decision.obligations for d in decided) and (
-            query.emergency_reason
-        ):
-            task = self.reviews.open(
-                p.agency, p.id, query.purpose, query.emergency_reason, release_seq, query.request_id or ""
-            )
-            release.review_task = task.id
+        reason = query.emergency_reason or ""
+        task = self.reviews.open(p.agency, p.id, query.purpose, reason, release_seq, query.request_id or "")
+        release.review_task = task.id
 
     async def release(self, query: Query) -> Release:
         release, decided = await asyncio.to_thread(self.prepare, query)

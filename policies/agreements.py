@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, update
 from sqlmodel import Session, col, select
 
 from audit.entries import Actor, EntryDraft
@@ -291,25 +291,30 @@ class AgreementService:
     def count_use(self, agreement_ids: Sequence[str], records: int, decisions: int = 1) -> None:
         self.count_uses({agreement: (decisions, records) for agreement in agreement_ids})
 
-    def count_uses(self, uses: Mapping[str, tuple[int, int]]) -> None:
+    def count_uses(self, uses: Mapping[str, tuple[int, int]], connection: Connection | None = None) -> None:
         """Add (decisions, records released) to each agreement, in one transaction: one UPDATE per distinct
-        pair of increments, so the common case — the same increments everywhere — is one statement."""
+        pair of increments, so the common case — the same increments everywhere — is one statement.
+
+        With ``connection``, inside that connection's transaction: a release counts its uses in the audit
+        log's own transaction (an effect of its ``data.release`` entry), so the counters move exactly when the
+        evidence of the release is durable, and a release costs no second commit.
+        """
         if not uses:
+            return
+        if connection is None:
+            with self.engine.begin() as own:
+                self.count_uses(uses, own)
             return
         by_increment: dict[tuple[int, int], list[str]] = {}
         for agreement, increment in uses.items():
             by_increment.setdefault(increment, []).append(agreement)
-        with Session(self.engine) as session:
-            for (decisions, records), agreements in sorted(by_increment.items()):
-                session.execute(
-                    update(AgreementRow)
-                    .where(col(AgreementRow.id).in_(sorted(agreements)))
-                    .values(
-                        decisions=AgreementRow.decisions + decisions,
-                        records_released=AgreementRow.records_released + records,
-                    )
-                )
-            session.commit()
+        table = AgreementRow.__table__  # type: ignore[attr-defined]
+        for (decisions, records), agreements in sorted(by_increment.items()):
+            connection.execute(
+                update(table)
+                .where(table.c.id.in_(sorted(agreements)))
+                .values(decisions=table.c.decisions + decisions, records_released=table.c.records_released + records)
+            )
 
     def usage_report(self) -> list[dict[str, Any]]:
         with Session(self.engine) as session:

@@ -77,6 +77,30 @@ def test_each_decision_is_one_entry_counting_its_records_and_indexed_with_it(wor
     assert all(r.subject == world.hub.evidence.pseudonym(world.resident) and r.agency == "police" for r in rows)
 
 
+def _uses(world: World) -> tuple[int, int]:
+    report = {r["agreement"]: r for r in world.hub.policy.agreements.usage_report()}
+    return report[world.agreement]["decisions"], report[world.agreement]["records_released"]
+
+
+def test_a_release_counts_its_agreements_uses_with_its_evidence(world: World) -> None:
+    """The counters move in the audit log's own transaction, as the release entry's effect: by exactly the
+    decisions the agreement allowed and the records released under them, and not at all for a refusal."""
+    before = _uses(world)
+    start = world.hub.evidence.log.size
+    body = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE).json()
+    shared = [r for r in body["records"] if r["owner"] != "police"]  # released across agencies: under the agreement
+    assert shared
+    allowed = [
+        e
+        for e in entries(world, start)
+        if e["type"] == "access.decision" and e["decision"]["result"] == "permit" and e["dataset"].startswith("civil")
+    ]
+    after = _uses(world)
+    assert after == (before[0] + len(allowed), before[1] + len(shared))
+    view(world, investigator(world, mfa=True), purpose="fraud_investigation")  # no case: refused, nothing used
+    assert _uses(world) == after
+
+
 def test_without_a_case_the_officer_is_refused_and_it_is_audited(world: World) -> None:
     start = world.hub.evidence.log.size
     body = view(world, investigator(world, mfa=True), purpose="fraud_investigation").json()
@@ -226,3 +250,4 @@ def test_fail_closed_when_the_audit_log_is_stopped(tmp_path: Any) -> None:
         assert answer.status_code == 503 and answer.json()["component"] == "audit"
         assert world.resident not in answer.text
         assert world.hub.evidence.log.size == start
+        assert _uses(world) == (0, 0)  # nothing released, nothing counted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -213,6 +214,42 @@ def test_an_indexer_writes_in_the_entries_transaction(database_url: str) -> None
         assert log.append(DRAFT).seq == 3
         with engine.connect() as connection:
             assert connection.execute(text("SELECT MAX(seq) FROM side")).scalar_one() == 3
+    finally:
+        log.close()
+
+
+def test_an_appends_effect_commits_with_its_entry_or_not_at_all(database_url: str) -> None:
+    engine = create_sql_engine(database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE counter (name VARCHAR(16) PRIMARY KEY, n BIGINT NOT NULL)")
+        connection.exec_driver_sql("INSERT INTO counter (name, n) VALUES ('uses', 0)")
+
+    def count(connection: Connection) -> None:
+        connection.execute(text("UPDATE counter SET n = n + 1 WHERE name = 'uses'"))
+
+    def count_then_fail(connection: Connection) -> None:
+        count(connection)
+        raise RuntimeError("effect failed after writing")
+
+    def uses() -> int:
+        with engine.connect() as connection:
+            return int(connection.execute(text("SELECT n FROM counter")).scalar_one())
+
+    log = AuditLog(engine, NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN)
+    try:
+        assert log.append(DRAFT, effect=count).seq == 0
+        assert log.append(DRAFT).seq == 1  # no effect: nothing counted
+        assert uses() == 1
+        with pytest.raises(AuditUnavailable):
+            log.append(DRAFT, effect=count_then_fail)
+        assert uses() == 1 and log.size == 2  # neither the entry nor the effect's write
+
+        async def together() -> list[int]:
+            sealed = await asyncio.gather(*(log.append_async(DRAFT, effect=count) for _ in range(20)))
+            return [e.seq for e in sealed]
+
+        assert sorted(asyncio.run(together())) == list(range(2, 22))
+        assert uses() == 21  # one effect per append, whatever the batches were
     finally:
         log.close()
 
