@@ -13,12 +13,12 @@ byte RFC 8785 at a small fraction of a general encoder's cost; a property test h
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 EntryType = Literal[
@@ -37,8 +37,14 @@ _SAFE_INTEGER = 2**53
 
 
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 bytes for the JSON values entries hold (see the module docstring for the bounds)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    """RFC 8785 bytes for the JSON values entries and released payloads hold: objects with ASCII keys,
+    strings, booleans, null and integers within ±2**53, no floats (the bounds of the module docstring).
+
+    orjson with sorted keys writes exactly RFC 8785 for that domain (no white space, UTF-8, the same
+    escapes; ASCII keys sort the same by code point as by UTF-16 unit), at a fraction of the standard
+    library's cost: a release digests every record it hands out. A property test holds it to ``rfc8785``.
+    """
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 class _Frozen(BaseModel):

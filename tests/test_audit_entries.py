@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit.entries import Actor, Decision, EntryDraft, seal_entry
+from audit.entries import Actor, Decision, EntryDraft, canonical_json, seal_entry
 
 text = st.text(max_size=30)  # any Unicode, control characters and astral planes included
 names = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True)
@@ -34,3 +36,17 @@ def test_fast_canonical_form_equals_rfc8785(
     )
     sealed = seal_entry(draft, seq)
     assert sealed.body == rfc8785.dumps(sealed.entry().model_dump(mode="json", exclude_none=True))
+
+
+plain_text = st.text(max_size=30).filter(lambda t: not any(0xD800 <= ord(c) <= 0xDFFF for c in t))
+payload_values = st.recursive(
+    st.none() | st.booleans() | integers | plain_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(names, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(payload=payload_values)
+def test_canonical_json_of_a_released_payload_is_rfc8785(payload: Any) -> None:
+    """The release digest's bytes: what a partner recomputing the digest with any RFC 8785 encoder gets."""
+    assert canonical_json(payload) == rfc8785.dumps(payload)
