@@ -44,6 +44,7 @@ class EmbeddedEngine:
     input, so each thread gets its own."""
 
     name = "embedded (regorus RVM)"
+    in_process = True  # nothing waits on the network: callers may evaluate on an event loop
 
     def __init__(self, sources: Mapping[str, str] | None = None) -> None:
         import regorus
@@ -103,6 +104,7 @@ class OpaLibraryEngine:
     """The real OPA engine in process (opa-golib-python-bindings)."""
 
     name = "OPA v1 (in process)"
+    in_process = True
 
     def __init__(self, sources: Mapping[str, str] | None = None) -> None:
         from opa_bindings.engine import OpaEngine
@@ -122,6 +124,7 @@ class OpaServerEngine:
     """An OPA server (or anything speaking OPA's REST API) through opa-python-client."""
 
     name = "OPA server (REST)"
+    in_process = False  # every decision is a network round trip
 
     def __init__(self, url: str, *, upload: Mapping[str, str] | None = None, timeout: float = 2.0) -> None:
         from opa_client.opa import OpaClient

@@ -67,6 +67,7 @@ class RememberingEngine:
         check_deterministic(sources)
         self.engine = engine
         self.name = f"{engine.name}, decisions remembered"
+        self.in_process = bool(getattr(engine, "in_process", False))
         self.size = size
         self._answers: dict[tuple[str, bytes], str] = {}
         self._lock = threading.Lock()

@@ -230,6 +230,53 @@ def test_fail_closed_when_the_policy_engine_is_down(world: World) -> None:
         decisions.engine = embedded
 
 
+def test_the_release_runs_on_the_loop_only_when_nothing_it_calls_waits_on_the_network(
+    world: World, postgres_url: str
+) -> None:
+    """SQLite and the embedded engine: CPU work, done on the event loop. An OPA server or a PostgreSQL store:
+    a worker thread, and the answers are the same either way."""
+    import threading
+
+    from hub.synthetic.serve import serve_in_thread
+    from policies.engines import OpaServerEngine, rego_sources
+    from policies.opa_rest import create_app
+
+    release = world.hub.release
+    threads: list[str] = []
+    prepare = release.prepare
+
+    def recording(query: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return prepare(query)
+
+    decisions = release.decisions
+    embedded = decisions.engine
+    release.prepare = recording  # type: ignore[method-assign]
+    try:
+        assert release.on_loop
+        first = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE).json()
+        with serve_in_thread(create_app()) as url:
+            decisions.engine = OpaServerEngine(url, upload=rego_sources())
+            assert not release.on_loop
+            second = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE).json()
+    finally:
+        decisions.engine = embedded
+        del release.prepare
+    assert first["records"] == second["records"] and first["refused"] == second["refused"]
+    loop_thread, worker_thread = threads
+    assert loop_thread != worker_thread and worker_thread.startswith("asyncio_")
+
+    from hub.store import RecordStore, create_store_engine
+
+    sqlite_store = release.store
+    release.store = RecordStore(create_store_engine(postgres_url), world.hub.catalog)
+    try:
+        assert not release.on_loop
+    finally:
+        release.store.engine.dispose()
+        release.store = sqlite_store
+
+
 def test_fail_closed_when_the_key_store_is_locked(tmp_path: Any) -> None:
     from tests.api_world import populate, setup_world
 

@@ -114,7 +114,7 @@ async def feed(
         request_id=request_id_of(request),
         channel="partner-feed",
     )
-    prepared, decided = await asyncio.to_thread(hub.release.prepare_feed, query, records)
+    prepared, decided = await hub.release.run(hub.release.prepare_feed, query, records)
     release = await hub.release.commit(prepared, query, decided)
     shown = [record_out(v) for v in release.records if v.allow]
     return FeedOut(
