@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import socket
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.api_world import populate  # noqa: E402
+from bench.officer_world import officer_world  # noqa: E402
 
 
 def free_port() -> int:
@@ -190,29 +189,7 @@ def main() -> None:
     database: dict[str, str] = {}
     if args.database == "postgresql":
         database["database_url"] = postgres_database(folder)
-    settings = populate(folder, residents=args.residents, **database)
-    from hub.api.runtime import HubRuntime
-
-    hub = HubRuntime.open(settings.model_copy(update={"api_public_url": url}))
-    hub.policy.roles.assign("P-BENCH", "officer", "police")
-    from sqlmodel import Session, select
-
-    from hub.store.tables import RecordRow
-
-    with Session(hub.store.engine) as session:
-        rows = session.exec(
-            select(RecordRow).where(RecordRow.dataset_id == "civil_affairs.vulnerable_person").limit(200)
-        ).all()
-    ids = []
-    for row in rows:
-        record = hub.store.get(row.dataset_id, row.record_key)
-        if record is not None:
-            ids.append((str(hub.protector.reveal(record, {"id_number"})["id_number"]), record.subject_index.hex()))
-    random.Random(7).shuffle(ids)
-    if hub.dev_idp is None:
-        raise SystemExit("the benchmark needs the development identity provider")
-    token = hub.dev_idp.issue("P-BENCH", agency="police", roles=["officer"], jurisdiction="110100", lifetime=3600)
-    hub.close()
+    _, ids, token = officer_world(folder, args.residents, url, **database)
     env = {**os.environ, "HUB_VAR_DIR": str(folder), "HUB_DEV_IDP": "true", "HUB_API_PUBLIC_URL": url}
     if database:
         env["HUB_DATABASE_URL"] = database["database_url"]

@@ -25,37 +25,10 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
-from tests.api_world import populate  # noqa: E402
+from bench.officer_world import officer_world  # noqa: E402
 
 URL = "http://127.0.0.1:9"
 Message = MutableMapping[str, Any]
-
-
-def world(residents: int) -> tuple[Path, list[str], str]:
-    """A populated hub (var folder), some residents' ID numbers and an officer's token."""
-    from sqlmodel import Session, select
-
-    from hub.api.runtime import HubRuntime
-    from hub.store.tables import RecordRow
-
-    folder = Path(tempfile.mkdtemp(prefix="hub-bench-view-"))
-    settings = populate(folder, residents=residents)
-    hub = HubRuntime.open(settings.model_copy(update={"api_public_url": URL}))
-    hub.policy.roles.assign("P-BENCH", "officer", "police")
-    with Session(hub.store.engine) as session:
-        rows = session.exec(
-            select(RecordRow).where(RecordRow.dataset_id == "civil_affairs.vulnerable_person").limit(200)
-        ).all()
-    ids = []
-    for row in rows:
-        record = hub.store.get(row.dataset_id, row.record_key)
-        if record is not None:
-            ids.append(str(hub.protector.reveal(record, {"id_number"})["id_number"]))
-    if hub.dev_idp is None:
-        raise SystemExit("the benchmark needs the development identity provider")
-    token = hub.dev_idp.issue("P-BENCH", agency="police", roles=["officer"], jurisdiction="110100", lifetime=3600)
-    hub.close()
-    return folder, ids, token
 
 
 async def call(app: Callable[..., Awaitable[None]], body: bytes, token: str) -> int:
@@ -98,7 +71,9 @@ async def call(app: Callable[..., Awaitable[None]], body: bytes, token: str) -> 
 
 
 async def measure(requests: int, concurrency: int, residents: int) -> dict[str, Any]:
-    folder, ids, token = world(residents)
+    folder = Path(tempfile.mkdtemp(prefix="hub-bench-view-"))
+    _, found, token = officer_world(folder, residents, URL)
+    ids = [id_number for id_number, _ in found]
     os.environ.update({"HUB_VAR_DIR": str(folder), "HUB_DEV_IDP": "true", "HUB_API_PUBLIC_URL": URL})
     from hub.api.app import create_app
     from hub.settings import get_settings
