@@ -61,18 +61,6 @@ def pack(prefix: bytes, rests: Sequence[tuple[str, bytes]]) -> bytes:
     return b"".join(parts)
 
 
-def pack_ciphertexts(ciphertexts: dict[str, bytes]) -> bytes:
-    """The blob of any field ciphertexts, their common leading bytes stated once."""
-    values = list(ciphertexts.values())
-    shared = 0
-    if values:
-        first, shortest = values[0], min(len(v) for v in values)
-        while shared < shortest and all(v[shared] == first[shared] for v in values):
-            shared += 1
-    prefix = values[0][:shared] if values else b""
-    return pack(prefix, [(field, blob[shared:]) for field, blob in ciphertexts.items()])
-
-
 def unpack(blob: bytes) -> dict[str, bytes]:
     """Each field's whole ciphertext, by field name; blobs in the earlier JSON packing too."""
     if blob[:1] == b"{":

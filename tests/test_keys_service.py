@@ -124,7 +124,6 @@ def test_a_sealed_record_blob_holds_the_same_ciphertexts_in_less_room(service: K
     legacy = orjson.dumps({f: base64.b64encode(c).decode() for f, c in opened.items()}, option=orjson.OPT_SORT_KEYS)
     assert sealed_record.unpack(legacy) == opened  # blobs stored by earlier releases still read
     assert len(blob) < 0.7 * len(legacy)
-    assert sealed_record.unpack(sealed_record.pack_ciphertexts(opened)) == opened
 
 
 @given(
