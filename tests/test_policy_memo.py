@@ -104,3 +104,24 @@ def test_modules_that_read_a_clock_randomness_or_the_network_are_refused() -> No
     for call in ("time.now_ns()", 'http.send({"url": "x"})', 'rand.intn("a", 3)', 'uuid.rfc4122("a")'):
         with pytest.raises(NotDeterministic):
             RememberingEngine(Flaky(), {"p.rego": f"package p\nx := {call}"})
+
+
+def test_the_hub_remembers_embedded_decisions_and_never_an_opa_servers() -> None:
+    from hub.policy import open_engine
+    from hub.settings import load_settings
+
+    embedded = open_engine(load_settings(policy_engine="embedded"))
+    assert isinstance(embedded, RememberingEngine) and isinstance(embedded.engine, EmbeddedEngine)
+    assert embedded.in_process
+    document = CASES[0].input
+    embedded.evaluate(document)
+    embedded.evaluate(document)
+    assert (embedded.misses, embedded.hits) == (1, 1)
+
+    from hub.synthetic.serve import serve_in_thread
+    from policies.engines import OpaServerEngine
+    from policies.opa_rest import create_app
+
+    with serve_in_thread(create_app()) as url:
+        remote = open_engine(load_settings(policy_engine=url))
+        assert isinstance(remote, OpaServerEngine) and not remote.in_process
