@@ -87,7 +87,7 @@ async def measure(requests: int, concurrency: int, residents: int) -> dict[str, 
             return await call(app, body, token)
 
     async with app.router.lifespan_context(app):
-        for body in bodies[:20]:  # warm up: each worker thread compiles its policy program once
+        for body in bodies[:20]:  # warm up: the policy program is compiled on first use, per thread
             await call(app, body, token)
         started_cpu, started = time.process_time(), time.perf_counter()
         statuses = await asyncio.gather(*(one(bodies[i % len(bodies)]) for i in range(requests)))

@@ -78,7 +78,11 @@ class EmbeddedEngine:
 
     def evaluate(self, input_document: Mapping[str, Any], rule: str = DECISION) -> Any:
         if rule == DECISION:
-            return orjson.loads(self.evaluate_json(orjson.dumps(input_document), rule))
+            answer = self.evaluate_json(orjson.dumps(input_document), rule)
+            try:
+                return orjson.loads(answer)
+            except orjson.JSONDecodeError:  # an answer that is not JSON is no decision either
+                raise PolicyUnavailable("embedded policy engine failed: JSONDecodeError") from None
         try:
             engine = self._interpreter()
             engine.set_input(dict(input_document))
