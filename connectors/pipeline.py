@@ -84,6 +84,7 @@ class Pipeline:
     ) -> list[RunReport]:
         chosen = self.select(names)
         heap.settle()  # also before the workers fork: they share the settled heap copy-on-write
+        heap.keep_freed_memory()  # inherited by the workers: each batch reuses what the last one freed
         workers = settings.connector_workers if settings.connector_workers >= 0 else default_workers()
         reports = []
         with places(settings, chosen) as where, Workers(workers, lambda: open_bus(settings)) as pool:
@@ -99,4 +100,5 @@ class Pipeline:
     ) -> int:
         topics = sorted({records_topic(c.dataset) for c in self.configs.values()})
         heap.settle()
+        heap.keep_freed_memory()
         return materialise(self.bus, self.store, topics, progress=progress, idle_seconds=idle_seconds, batch=batch)
