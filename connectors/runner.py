@@ -178,6 +178,8 @@ class ConnectorRunner:
                     callback()
                 if progress is not None:
                     progress(report)
+            if self.last_error():  # a run that found nothing new still ends the last one's error
+                self._save_checkpoint(self.checkpoint())
         except Exception as failure:
             error = f"{type(failure).__name__}: {failure}"
             self._save_checkpoint(self.checkpoint(), error[:500])

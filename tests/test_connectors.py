@@ -318,3 +318,18 @@ def test_half_written_files_are_not_read(tmp_path: Path) -> None:
     pipeline.run(settings, ["civil_affairs.access_event"])
     assert partial.exists() and not list(inbox.glob("access_events_*.jsonl"))
     assert {p.name for p in (inbox.parent / "processed").iterdir()} >= {"access_events_20261119.jsonl"}
+
+
+def test_a_clean_run_with_nothing_new_clears_the_last_error(tmp_path: Path) -> None:
+    generate_sources(tmp_path / "var" / "sources", residents=60, seed=SEED)
+    settings, pipeline = _build(
+        {"var_dir": str(tmp_path / "var"), "master_key": "88" * 32}, _connectors_dir(tmp_path, 50)
+    )
+    pipeline.run(settings, ["police.incident"])
+    runner = ConnectorRunner(
+        pipeline.configs["police.incident"], pipeline.catalog, pipeline.protector, pipeline.bus, pipeline.store.engine
+    )
+    runner._save_checkpoint(runner.checkpoint(), "SourceUnavailable: the last run failed")
+    pipeline.run(settings, ["police.incident"])  # nothing new to read
+    assert runner.last_error() == ""
+    pipeline.bus.close()
