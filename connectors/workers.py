@@ -9,8 +9,10 @@ materialiser's upsert by version already makes that harmless, as it does for red
 
 Workers are forked, not spawned: they inherit the unlocked keystore and the catalog (no secret crosses a
 pipe and nothing is imported again), and drop the inherited database connections, which belong to the
-parent. One pool serves a whole run of several connectors, so the subjects' keys a worker loaded for one
-dataset are still cached for the next. A worker whose parent died (a SIGKILL mid-run) exits by itself.
+parent. One pool serves a whole run of several connectors, which run at once (each in a thread of the
+connector's process, see connectors.pipeline), so the subjects' keys a worker loaded for one dataset are
+still cached for the next. The pool is forked before those threads start (:meth:`Workers.start`). A
+worker whose parent died (a SIGKILL mid-run) exits by itself.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Workers:
         self.count = count
         self.open_bus = open_bus
         self._executor: ProcessPoolExecutor | None = None
+        self._starting = threading.Lock()
 
     def __enter__(self) -> Workers:
         return self
@@ -92,14 +95,22 @@ class Workers:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
+    def start(self, template: ConnectorRunner) -> None:
+        """Fork the workers now. Before connectors run in threads, this must be done from one thread:
+        a fork while another thread holds a lock (SQLite's, the pool's) leaves that lock held forever in
+        the child, which then hangs on its first query (seen here)."""
+        if self.count > 0 and self.open_bus is not None:
+            self._start(template, self.open_bus).submit(os.getpid).result()  # 'fork' starts them all at once
+
     def _start(self, template: ConnectorRunner, open_bus: Callable[[], Bus]) -> ProcessPoolExecutor:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.count,
-                mp_context=multiprocessing.get_context("fork"),
-                initializer=functools.partial(_adopt, template, os.getpid(), open_bus),
-            )
-        return self._executor
+        with self._starting:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.count,
+                    mp_context=multiprocessing.get_context("fork"),
+                    initializer=functools.partial(_adopt, template, os.getpid(), open_bus),
+                )
+            return self._executor
 
     def prepared(self, runner: ConnectorRunner, batches: Iterable[Batch]) -> Iterator[tuple[Batch, Prepared]]:
         """Each batch with its prepared form, in source order, with ``count`` batches prepared ahead."""

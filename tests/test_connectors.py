@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,11 +19,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
+from connectors.bus.select import open_bus
 from connectors.config import default_directory
 from connectors.deadletters import list_dead_letters, replay
 from connectors.pipeline import Pipeline, places
-from connectors.runner import ConnectorRunner
+from connectors.runner import ConnectorRunner, ConnectorStopped
 from connectors.tables import DeadLetter
+from connectors.workers import Workers
 from hub.settings import Settings, load_settings
 from hub.synthetic import SourceManifest, generate_population, generate_sources
 from hub.synthetic.generate import DEFAULT_AS_OF
@@ -331,5 +334,53 @@ def test_a_clean_run_with_nothing_new_clears_the_last_error(tmp_path: Path) -> N
     )
     runner._save_checkpoint(runner.checkpoint(), "SourceUnavailable: the last run failed")
     pipeline.run(settings, ["police.incident"])  # nothing new to read
+    assert runner.last_error() == ""
+    pipeline.bus.close()
+
+
+def test_connectors_run_together_and_one_failure_stops_no_other(tmp_path: Path) -> None:
+    manifest = generate_sources(tmp_path / "var" / "sources", residents=120, seed=SEED)
+    (tmp_path / "var" / "sources" / "health" / "health.db").write_bytes(b"not a database")
+    overrides = {"var_dir": str(tmp_path / "var"), "master_key": "66" * 32, "connector_workers": "2"}
+    settings, pipeline = _build(overrides, _connectors_dir(tmp_path, 40))
+    with pytest.raises(Exception, match="not a database"):
+        pipeline.run(settings)
+    pipeline.materialise(idle_seconds=0.5)
+    runners = {
+        c.name: ConnectorRunner(c, pipeline.catalog, pipeline.protector, pipeline.bus, pipeline.store.engine)
+        for c in pipeline.configs.values()
+    }
+    assert "not a database" in runners["health.visit"].last_error()
+    for source in manifest.sources:
+        if source.dataset == "health.visit":
+            assert pipeline.store.count(source.dataset) == 0
+        else:  # every other connector ran to its end, in the same run
+            assert pipeline.store.count(source.dataset) == source.records - source.dirty, source.dataset
+            assert runners[source.dataset].last_error() == ""
+    pipeline.bus.close()
+
+
+def test_a_stopped_run_ends_after_its_current_batch_and_the_next_run_resumes(tmp_path: Path) -> None:
+    manifest = generate_sources(tmp_path / "var" / "sources", residents=120, seed=SEED)
+    overrides = {"var_dir": str(tmp_path / "var"), "master_key": "77" * 32, "connector_workers": "2"}
+    settings, pipeline = _build(overrides, _connectors_dir(tmp_path, 3))
+    config = pipeline.configs["police.incident"]
+    stop = threading.Event()
+    stop.set()
+    with places(settings, [config]) as where, Workers(2, lambda: open_bus(settings)) as pool:
+        runner = ConnectorRunner(
+            config.resolve(**where), pipeline.catalog, pipeline.protector, pipeline.bus, pipeline.store.engine
+        )
+        with pytest.raises(ConnectorStopped):
+            runner.run(workers=pool, stop=stop)
+    assert runner.checkpoint() and "interrupted" in runner.last_error()
+    pipeline.materialise(idle_seconds=0.5)
+    (police,) = [s for s in manifest.sources if s.dataset == "police.incident"]
+    assert police.records > 9
+    # The batch delivered, and at most the two the workers were preparing meanwhile (at least once).
+    assert 0 < pipeline.store.count("police.incident") <= 9
+    pipeline.run(settings, ["police.incident"])
+    pipeline.materialise(idle_seconds=0.5)
+    assert pipeline.store.count("police.incident") == police.records - police.dirty
     assert runner.last_error() == ""
     pipeline.bus.close()
