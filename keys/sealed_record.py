@@ -50,14 +50,24 @@ def _name(field: str) -> bytes:
     return encoded
 
 
+def head(count: int, prefix: bytes) -> bytes:
+    """The blob's first bytes: version, field count and the shared prefix. Each field's :func:`entry`
+    and the rest of its ciphertext follow, in order."""
+    if len(prefix) > 0xFFFF or count > 0xFFFF:
+        raise ValueError("shared prefix or field count over 65535")
+    return _HEAD.pack(VERSION, count, len(prefix)) + prefix
+
+
+def entry(field: str, rest_length: int) -> bytes:
+    """What precedes a field's rest in the blob: its name's length and UTF-8, and the rest's length."""
+    return _name(field) + _REST.pack(rest_length)
+
+
 def pack(prefix: bytes, rests: Sequence[tuple[str, bytes]]) -> bytes:
     """The blob of fields whose ciphertexts are ``prefix + rest``, in the order given."""
-    if len(prefix) > 0xFFFF or len(rests) > 0xFFFF:
-        raise ValueError("shared prefix or field count over 65535")
-    parts = [_HEAD.pack(VERSION, len(rests), len(prefix)), prefix]
-    rest_length = _REST.pack
+    parts = [head(len(rests), prefix)]
     for field, rest in rests:
-        parts += (_name(field), rest_length(len(rest)), rest)
+        parts += (entry(field, len(rest)), rest)
     return b"".join(parts)
 
 

@@ -178,7 +178,8 @@ class KeyService:
         self._lock = threading.Lock()
         self._index_keys: dict[str, bytes] = {}
         self._prefixes: dict[tuple[str, str], bytes] = {}
-        self._dataset_prefixes: dict[str, dict[str, bytes]] = {}  # the same, per dataset, for seal_record
+        # Per dataset and field: its associated-data prefix and its blob entry heads (seal_fields).
+        self._dataset_fields: dict[str, dict[str, tuple[bytes, dict[int, bytes]]]] = {}
         self._start_sweeper()
         _services.add(self)
 
@@ -401,39 +402,45 @@ class KeyService:
         self, key: DataKey, dataset: str, record_key: str, plaintexts: Mapping[str, bytes]
     ) -> dict[str, bytes]:
         """Seal one record's field values, each exactly as :meth:`seal` would."""
-        prefix = key._prefix
-        return {field: prefix + rest for field, rest in self._seal_rests(key, dataset, record_key, plaintexts)}
+        return sealed_record.unpack(self.seal_fields(key, dataset, record_key, plaintexts))
 
     def seal_fields(self, key: DataKey, dataset: str, record_key: str, plaintexts: Mapping[str, bytes]) -> bytes:
-        """Seal one record's field values into one blob (keys.sealed_record): the ciphertexts are
-        :meth:`seal_record`'s, their shared header stated once. Ingestion's path, once per record."""
-        return sealed_record.pack(key._prefix, self._seal_rests(key, dataset, record_key, plaintexts))
+        """Seal one record's field values into one blob (keys.sealed_record), each field's ciphertext
+        bound to where it lives, their shared header stated once.
 
-    def _seal_rests(
-        self, key: DataKey, dataset: str, record_key: str, plaintexts: Mapping[str, bytes]
-    ) -> list[tuple[str, bytes]]:
-        """Each field's ciphertext after the key's header prefix (nonce, ciphertext, tag), with the record's
-        part of the associated data encoded once and the per-field prefixes cached — ingestion seals every
-        personal field of every row, so the per-call overhead is most of the cost."""
+        Ingestion's path, once per record, so it is written for the per-call overhead, which is most of the
+        cost: the record's part of the associated data is encoded once, each field's blob entry head and
+        associated-data prefix are cached per dataset, and each field's nonce, ciphertext and tag go into
+        the blob as they come out rather than through a list of ciphertexts packed afterwards.
+        """
         record = record_key.encode("utf-8")
         tail = len(record).to_bytes(2, "big") + record
         header_prefix = key._prefix
         encrypt = key._aead.encrypt
-        prefixes = self._dataset_prefixes.get(dataset)
-        if prefixes is None:
-            prefixes = self._dataset_prefixes.setdefault(dataset, {})
+        fields = self._dataset_fields.get(dataset)
+        if fields is None:
+            fields = self._dataset_fields.setdefault(dataset, {})
         # One getrandom call for the whole record: each field still gets its own independent random nonce.
         nonces = os.urandom(NONCE_SIZE * len(plaintexts))
-        rests = []
+        parts = [sealed_record.head(len(plaintexts), header_prefix)]
         at = 0
         for field, plaintext in plaintexts.items():
-            prefix = prefixes.get(field)
-            if prefix is None:
-                prefix = prefixes.setdefault(field, field_prefix(dataset, field))
+            # (field's associated-data prefix, its entry head by rest length): rests differ in length only
+            # by their plaintext's, so the heads are cached per length too (bounded by the catalog's fields).
+            known = fields.get(field)
+            if known is None:
+                known = fields.setdefault(field, (field_prefix(dataset, field), {}))
             nonce = nonces[at : at + NONCE_SIZE]
             at += NONCE_SIZE
-            rests.append((field, nonce + encrypt(nonce, plaintext, header_prefix + nonce + prefix + tail)))
-        return rests
+            body = encrypt(nonce, plaintext, header_prefix + nonce + known[0] + tail)
+            size = NONCE_SIZE + len(body)
+            entry = known[1].get(size)
+            if entry is None:
+                entry = sealed_record.entry(field, size)
+                if len(known[1]) < 1024:
+                    known[1][size] = entry
+            parts += (entry, nonce, body)
+        return b"".join(parts)
 
     def unseal(self, blob: bytes, dataset: str, record_key: str, field: str) -> bytes:
         """Open one field value sealed for exactly this (dataset, record, field)."""
