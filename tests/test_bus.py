@@ -115,6 +115,11 @@ def test_envelope_round_trip_is_a_cloudevent_without_plaintext() -> None:
         event["data"]["sealed"] = earlier
         read = from_event(json.dumps(event).encode())
         assert sealed_record.unpack(read.sealed_fields) == sealed_record.unpack(record.sealed_fields)
+    # Base64 is read strictly: stray characters, missing padding or text after the padding are refused.
+    for field, bad in (("sealed", "AQAB!AAA"), ("sealed", "AQA"), ("subject_index", "AQ==AQ=="), ("sealed", "ÄQ==")):
+        event["data"] = {**event["data"], "sealed": base64.b64encode(record.sealed_fields).decode(), field: bad}
+        with pytest.raises(EnvelopeError):
+            from_event(json.dumps(event).encode())
     event["data"]["sealed"] = ["not", "sealed", "fields"]
     with pytest.raises(EnvelopeError):
         from_event(json.dumps(event).encode())
