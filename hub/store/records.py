@@ -195,35 +195,41 @@ class RecordStore:
         if dialect not in ("sqlite", "postgresql"):
             raise StoreError(f"unsupported database dialect {dialect!r}")
         convert = _sqlite_time if dialect == "sqlite" else _aware
-        times: dict[datetime, Any] = {}  # a batch shares its pulled-at time: convert each distinct time once
-
-        def when(moment: datetime) -> Any:
-            converted = times.get(moment)
-            if converted is None:
-                converted = times[moment] = convert(moment)
-            return converted
-
+        # A batch shares its pulled-at time and often its source-updated times: convert each once. The loop
+        # unpacks the named tuples and reads the caches in place, since it runs once per ingested record.
+        times: dict[datetime, Any] = {}
+        allowed = self._clear
         now = convert(_now())
         rows = []
         for record in records:
-            clear = record.clear_fields
-            if not self._clear_allowed(record.dataset_id).issuperset(clear) or not record.subject_index:
-                record.check_against(self.catalog.dataset(record.dataset_id))  # raises, naming the field
-            p = record.provenance
+            dataset_id, record_key, version, provenance, subject_index, clear, sealed, deleted = record
+            clear_allowed = allowed.get(dataset_id) or self._clear_allowed(dataset_id)
+            if not clear_allowed.issuperset(clear) or not subject_index:
+                record.check_against(self.catalog.dataset(dataset_id))  # raises, naming the field
+            agency, system, position, pulled_at, updated_at = provenance
+            pulled = times.get(pulled_at)
+            if pulled is None:
+                pulled = times[pulled_at] = convert(pulled_at)
+            if updated_at is not None:
+                updated = times.get(updated_at)
+                if updated is None:
+                    updated = times[updated_at] = convert(updated_at)
+            else:
+                updated = None
             rows.append(
                 (
-                    record.dataset_id,
-                    record.record_key,
-                    record.version,
-                    p.source_agency,
-                    p.source_system,
-                    p.source_position,
-                    when(p.pulled_at),
-                    when(p.source_updated_at) if p.source_updated_at else None,
-                    record.subject_index,
+                    dataset_id,
+                    record_key,
+                    version,
+                    agency,
+                    system,
+                    position,
+                    pulled,
+                    updated,
+                    subject_index,
                     orjson.dumps(clear if clear.__class__ is dict else dict(clear)).decode(),
-                    record.sealed_fields,
-                    record.deleted,
+                    sealed,
+                    deleted,
                     now,
                 )
             )
