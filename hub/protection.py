@@ -64,7 +64,8 @@ class RecordProtector:
         self.catalog = catalog
         self.masker = Masker(keys.keystore.secret("mask:hash"), keys.suite)
         self._indexes: dict[str, bytes] = {}
-        self._personal: dict[str, dict[str, bool]] = {}  # per dataset: field name -> is personal
+        # Per dataset: its definition and, by field name, whether the field is personal.
+        self._datasets: dict[str, tuple[DatasetDefinition, dict[str, bool]]] = {}
 
     def prefetch(self, dataset_id: str, rows: list[Mapping[str, Any]]) -> None:
         """Load the subjects' keys of a batch of rows in one go (invalid subjects are left for protect)."""
@@ -107,12 +108,17 @@ class RecordProtector:
         *,
         deleted: bool = False,
     ) -> ProtectedRecord:
-        dataset = self.catalog.dataset(dataset_id)
-        subject = self._subject(dataset, values)
+        # Once per ingested record: the caches are read in place and the record is built positionally.
+        known = self._datasets.get(dataset_id)
+        if known is None:
+            dataset = self.catalog.dataset(dataset_id)
+            known = self._datasets[dataset_id] = (dataset, {f.name: f.is_personal for f in dataset.fields})
+        dataset, personal = known
+        raw = values.get(dataset.subject_field)
+        subject = self._indexes.get(raw) if raw.__class__ is str else None
+        if subject is None:
+            subject = self._subject(dataset, values)
         key = self.keys.key_for_subject(subject)
-        personal = self._personal.get(dataset_id)
-        if personal is None:
-            personal = self._personal[dataset_id] = {f.name: f.is_personal for f in dataset.fields}
         clear: dict[str, Any] = {}
         plaintexts: dict[str, bytes] = {}
         for name, value in values.items():
@@ -124,20 +130,12 @@ class RecordProtector:
                 continue
             if is_personal:
                 # Strings are most values; the C string encoder gives the same JSON as json.dumps, faster.
-                text = encode_basestring(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                text = encode_basestring(value) if value.__class__ is str else json.dumps(value, ensure_ascii=False)
                 plaintexts[name] = text.encode("utf-8")
             else:
                 clear[name] = value
-        return ProtectedRecord(
-            dataset_id=dataset_id,
-            record_key=record_key,
-            version=version,
-            provenance=provenance,
-            subject_index=subject,
-            clear_fields=clear,
-            sealed_fields=self.keys.seal_fields(key, dataset_id, record_key, plaintexts),
-            deleted=deleted,
-        )
+        sealed = self.keys.seal_fields(key, dataset_id, record_key, plaintexts)
+        return ProtectedRecord(dataset_id, record_key, version, provenance, subject, clear, sealed, deleted)
 
     def reveal(self, record: ProtectedRecord, fields: set[str] | None = None) -> dict[str, Any]:
         """Decrypt the personal fields asked for (all by default); erased subjects give :class:`Erased`."""
