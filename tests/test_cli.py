@@ -52,3 +52,18 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path, residents: int) -> None:
     assert "Agency source systems" in result.stdout and "Store ready" in result.stdout
     assert (tmp_path / "var" / "hub.db").is_file()
     assert (tmp_path / "var" / "sources" / "manifest.json").is_file()
+
+
+def test_demo_runs_again_on_its_own_state_and_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    first = run_hub(["demo", "--residents", "60"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = run_hub(["demo", "--residents", "60"], tmp_path)  # the first run's checkpoints and shredded key
+    assert again.returncode == 0, again.stderr
+    assert "Crypto-shredded that resident" in again.stdout
+    foreign = tmp_path / "elsewhere"
+    (foreign / "var").mkdir(parents=True)
+    (foreign / "var" / "precious.db").write_bytes(b"a real hub's state")
+    refused = run_hub(["demo", "--residents", "60"], foreign)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: ") and "HUB_VAR_DIR" in refused.stderr
+    assert (foreign / "var" / "precious.db").read_bytes() == b"a real hub's state"

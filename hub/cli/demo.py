@@ -6,6 +6,7 @@ loads the catalog and prepares the store; later issues extend it until it runs t
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -54,8 +55,33 @@ def sources_table(manifest: SourceManifest, readable: dict[str, int]) -> Table:
     return table
 
 
+DEMO_MARK = ".hub-demo"  # in the state folder: the demo made what is there, so the next run may empty it
+# What a demo run leaves in the state folder (demos from before the mark existed left these alone).
+_DEMO_FILES = {"audit-export", "audit-export-api", "bus", "sources", "witness", "keystore.json", "keystore.json.lock"}
+_DEMO_PREFIXES = ("hub.db", "keys.db")
+
+
+def fresh_demo_folder(var_dir: Path) -> None:
+    """Start every demo from nothing: a second run on the first one's state re-read its sources after their
+    checkpoints and met the resident it had crypto-shredded. A folder holding anything the demo does not
+    make is refused rather than emptied: it may be a real hub's state."""
+    if var_dir.exists():
+        found = list(var_dir.iterdir())
+        ours = (var_dir / DEMO_MARK).exists() or all(
+            p.name in _DEMO_FILES or p.name.startswith(_DEMO_PREFIXES) for p in found
+        )
+        if found and not ours:
+            raise SystemExit(
+                f"error: {var_dir} holds state the demo did not make; set HUB_VAR_DIR to an empty folder for the demo"
+            )
+        shutil.rmtree(var_dir)
+    var_dir.mkdir(parents=True)
+    (var_dir / DEMO_MARK).write_text("made by 'hub demo': the next demo run empties this folder\n", encoding="utf-8")
+
+
 def run_demo(settings: Settings, residents: int, seed: int) -> None:
     out.print(Panel.fit("[bold]hub demo[/] — cross-agency data sharing on embedded defaults", border_style="cyan"))
+    fresh_demo_folder(settings.var_dir)
     sources_dir = settings.var_dir / "sources"
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out) as progress:
         task = progress.add_task(f"Generating {residents:,} residents and four agencies' systems", total=None)
