@@ -29,6 +29,30 @@ SQLITE_PRAGMAS = ("synchronous=NORMAL", "foreign_keys=ON")  # set once WAL mode 
 WAL_SWITCH_SECONDS = 10.0
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def bind_common_types_directly() -> None:
+    """Give sqlite3 an adapter for ``bytes``, ``bool`` and ``None`` that binds each value as it is.
+
+    CPython 3.11's sqlite3 looks up an adapter for every parameter whose type is not exactly int, float,
+    str or bytearray, so blobs (sealed fields, blind indexes, leaf hashes, wrapped keys), booleans and
+    NULLs all take the lookup. With no adapter registered the lookup falls through to two attribute
+    lookups that each build and then discard an ``AttributeError`` with a formatted message: about 3,200
+    instructions a parameter (callgrind), 11,600 for each record the materialiser upserts, 8.5% of its
+    whole cost. A registered adapter turns that into one dictionary hit. What is bound does not change:
+    ``bytes(b)`` is ``b`` itself, ``int(True)`` is the 1 that sqlite3 binds for ``True`` anyway, and None
+    stays None (bound as NULL). The registry is the sqlite3 module's, so this holds for every SQLite
+    connection of the process; registering for bytes, bool and NoneType leaves sqlite3's fast path for
+    int, float and str as it is.
+    """
+    sqlite3.register_adapter(bytes, bytes)
+    sqlite3.register_adapter(bool, int)
+    sqlite3.register_adapter(type(None), _identity)
+
+
 def _enter_wal(cursor: sqlite3.Cursor) -> None:
     """Put a new database into WAL mode; a database already in it is left alone.
 
@@ -76,6 +100,7 @@ def create_sql_engine(
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        bind_common_types_directly()
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **_JSON)

@@ -97,3 +97,17 @@ def test_a_new_store_gets_large_pages_and_an_existing_one_keeps_its_own(tmp_path
         store.execute(text("INSERT INTO t VALUES (1)"))
     engine.dispose()
     assert before == 4096 and page_size(old) == before
+
+
+def test_blobs_booleans_and_nulls_bind_through_a_registered_adapter_as_they_are(tmp_path: Path) -> None:
+    create_sql_engine(f"sqlite:///{tmp_path / 'any.db'}").dispose()
+    for kind in (bytes, bool, type(None)):  # a registered adapter: a dictionary hit, not sqlite3's slow miss
+        assert (kind, sqlite3.PrepareProtocol) in sqlite3.adapters
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE TABLE t (blob_value, true_value, false_value, null_value, int_value)")
+    connection.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?)", (b"\x00\xffsealed", True, False, None, 7))
+    stored = connection.execute(
+        "SELECT typeof(blob_value), blob_value, typeof(true_value), true_value, false_value, typeof(null_value), "
+        "typeof(int_value) FROM t"
+    ).fetchone()
+    assert stored == ("blob", b"\x00\xffsealed", "integer", 1, 0, "null", "integer")
