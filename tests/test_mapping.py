@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.mapping import _text, _zone, iso_time, parse_time
+from connectors.mapping import _text, _zone, iso_time, offset_text, parse_time
 
 ZONE = _zone("+08:00")
 
@@ -19,16 +19,29 @@ ZONE = _zone("+08:00")
     separator=st.sampled_from(["T", " "]),
 )
 def test_iso_time_equals_parsing_then_formatting(moment: datetime, minutes: int, separator: str) -> None:
+    zone = timezone(timedelta(minutes=minutes))
     for text in (
-        moment.replace(tzinfo=timezone(timedelta(minutes=minutes))).isoformat(sep=separator, timespec="seconds"),
+        moment.replace(tzinfo=zone).isoformat(sep=separator, timespec="seconds"),
         moment.isoformat(sep=separator),
+        moment.isoformat(sep=separator, timespec="seconds"),  # as SQL and CSV exports write times
         moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z"),
     ):
         assert iso_time(text, ZONE) == parse_time(text, ZONE).isoformat()
+        assert iso_time(text, zone, offset_text(zone)) == parse_time(text, zone).isoformat()
 
 
 @pytest.mark.parametrize(
-    "text", ["2026-02-30T07:00:00+08:00", "2026-11-13T25:00:00+08:00", "2026-11-13T07:00:00+8:000", "not a time"]
+    "text",
+    [
+        "2026-02-30T07:00:00+08:00",
+        "2026-11-13T25:00:00+08:00",
+        "2026-11-13T07:00:00+8:000",
+        "2026-02-30 07:00:00",
+        "2026-11-13 24:00:00",
+        "2026-11-13 07:6a:00",
+        "２026-11-13 07:00:00",
+        "not a time",
+    ],
 )
 def test_iso_time_refuses_what_is_not_a_time(text: str) -> None:
     with pytest.raises(ValueError):
