@@ -84,7 +84,8 @@ class _Partition:
                 position += at
             self.scanned_to = position
 
-    def read(self, start: int, limit: int) -> list[tuple[int, bytes, bytes]]:
+    def read(self, topic: str, partition: int, start: int, limit: int) -> list[Message]:
+        """Up to ``limit`` records from offset ``start``, as the messages the consumer hands on."""
         self.scan()
         if start >= len(self.positions):
             return []
@@ -95,13 +96,14 @@ class _Partition:
             handle.seek(first)
             data = handle.read(last - first)
         out = []
-        unpack = _HEADER.unpack_from
+        unpack, header, new = _HEADER.unpack_from, _HEADER.size, tuple.__new__
         at = 0
-        for offset in range(start, end):
+        for offset in range(start, end):  # once per message consumed: the named tuples are built directly
             length, _, key_length = unpack(data, at)
-            body_at = at + _HEADER.size
-            out.append((offset, data[body_at : body_at + key_length], data[body_at + key_length : body_at + length]))
+            body_at = at + header
+            key_end = body_at + key_length
             at = body_at + length
+            out.append(new(Message, (topic, partition, offset, data[body_at:key_end], data[key_end:at])))
         return out
 
 
@@ -193,7 +195,7 @@ class LocalBus:
         return reader
 
     def read(self, topic: str, partition: int, start: int, limit: int) -> list[Message]:
-        return [Message(topic, partition, o, k, v) for o, k, v in self._reader(topic, partition).read(start, limit)]
+        return self._reader(topic, partition).read(topic, partition, start, limit)
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         # The cached index: a caught-up check after every idle poll used to re-read and re-check every record
@@ -257,12 +259,15 @@ class LocalConsumer:
             time.sleep(0.02)
 
     def commit(self, messages: Sequence[Message]) -> None:
-        offsets: dict[str, int] = {}
-        for message in messages:
-            name = f"{message.topic}/{message.partition}"
-            offsets[name] = max(offsets.get(name, 0), message.offset + 1)
-        if offsets:
-            self.bus.commit_offsets(self.group, offsets)
+        # Once per applied message: the last offset per partition first, the offsets' names once per partition.
+        last: dict[tuple[str, int], int] = {}
+        get = last.get
+        for topic, partition, offset, _, _ in messages:
+            where = (topic, partition)
+            if get(where, -1) < offset:
+                last[where] = offset
+        if last:
+            self.bus.commit_offsets(self.group, {f"{t}/{p}": offset + 1 for (t, p), offset in last.items()})
 
     def caught_up(self) -> bool:
         ends: dict[str, dict[int, int]] = {}
