@@ -175,10 +175,7 @@ class Mapper:
             except ValueError:
                 raise RecordRejected(f"{self.dataset.id}: the version column is not a valid time") from None
         deleted = bool(self.config.deleted and str(row.get(self.config.deleted, "0")) not in ("0", "", "None", "False"))
-        return MappedRecord(
-            str(key).strip(),
-            int(updated.timestamp() * 1_000_000) if updated else 1,
-            values,
-            updated,
-            deleted,
+        return tuple.__new__(  # built directly, as tuples (see hub.store.records.Provenance)
+            MappedRecord,
+            (str(key).strip(), int(updated.timestamp() * 1_000_000) if updated else 1, values, updated, deleted),
         )

@@ -152,8 +152,8 @@ class ConnectorRunner:
         return self._protect_mapped(row, self.mapper.map(row.values, row.version_source), pulled_at)
 
     def _protect_mapped(self, row: Row, mapped: MappedRecord, pulled_at: datetime) -> tuple[bytes, bytes]:
-        provenance = Provenance(
-            self.config.agency, self.config.system, row.position, pulled_at, mapped.source_updated_at
+        provenance = tuple.__new__(  # built directly, as tuples (see hub.store.records.Provenance)
+            Provenance, (self.config.agency, self.config.system, row.position, pulled_at, mapped.source_updated_at)
         )
         record = self.protector.protect(
             self.dataset.id, mapped.record_key, mapped.version, provenance, mapped.values, deleted=mapped.deleted

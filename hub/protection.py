@@ -135,7 +135,10 @@ class RecordProtector:
             else:
                 clear[name] = value
         sealed = self.keys.seal_fields(key, dataset_id, record_key, plaintexts)
-        return ProtectedRecord(dataset_id, record_key, version, provenance, subject, clear, sealed, deleted)
+        # Built directly, as tuples (see hub.store.records.Provenance).
+        return tuple.__new__(
+            ProtectedRecord, (dataset_id, record_key, version, provenance, subject, clear, sealed, deleted)
+        )
 
     def reveal(self, record: ProtectedRecord, fields: set[str] | None = None) -> dict[str, Any]:
         """Decrypt the personal fields asked for (all by default); erased subjects give :class:`Erased`."""

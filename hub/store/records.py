@@ -32,6 +32,8 @@ class Provenance(NamedTuple):
     Named tuples rather than frozen dataclasses, here and for ProtectedRecord: both are made once per
     record on every path (ingestion, the materialiser, every read), and a frozen dataclass's ``__init__``
     (one ``object.__setattr__`` per field) cost about 1.7 µs a record against 0.6 µs; they stay immutable.
+    The hottest paths build them with ``tuple.__new__(Provenance, (...))``, every field given in order:
+    calling the class goes through the named tuple's Python ``__new__``, 0.64 µs a call against 0.27.
     """
 
     source_agency: str
@@ -131,15 +133,11 @@ _BY_KEY = sa_select(*_READ).where(
 
 def _read(row: Sequence[Any]) -> ProtectedRecord:
     dataset_id, record_key, version, agency, system, position, pulled, updated, subject, clear, sealed, deleted = row
-    return ProtectedRecord(
-        dataset_id=dataset_id,
-        record_key=record_key,
-        version=version,
-        provenance=Provenance(agency, system, position, pulled, updated),
-        subject_index=bytes(subject),
-        clear_fields=clear,
-        sealed_fields=bytes(sealed),
-        deleted=bool(deleted),
+    # Once per record read (a person view reads dozens): the tuples are built directly (see Provenance).
+    provenance = tuple.__new__(Provenance, (agency, system, position, pulled, updated))
+    return tuple.__new__(
+        ProtectedRecord,
+        (dataset_id, record_key, version, provenance, bytes(subject), clear, bytes(sealed), bool(deleted)),
     )
 
 
