@@ -15,8 +15,9 @@
   alone says as much about the drift as about the pipeline; pairing keeps both sides of each ratio
   within seconds of each other, and the median keeps one slow moment from deciding the result.
 - CPU, beside the goals: each round also reports the CPU seconds of both sides from the clock's start
-  (the pipeline's: connector process, workers and materialiser) and their ratio. It moves far less than
-  elapsed time here, and shows what the protection and the bus cost in work rather than in seconds.
+  (the pipeline's: connector process, workers and materialiser) and their ratio: what the protection and
+  the bus cost in work rather than in seconds. On this machine it swings about as much as elapsed time
+  (3.95-7.67 a round on 2026-12-01), since the machine's speed moves CPU seconds too.
 Goals: >= 10,000 records/s and ratio <= 2.5 on the embedded bus; peak RSS < 400 MB at 1,000,000 rows.
 The last line is one JSON object.
 
@@ -128,7 +129,7 @@ def pipeline_rate(overrides: dict[str, str], scratch: Path) -> dict[str, float]:
         "seconds": round(seconds, 2),
         "records_per_s": round(rows / seconds),
         "connectors_records_per_s": round(rows / connectors_seconds),
-        # CPU seconds, from the clock's start: much steadier than the elapsed time on this machine.
+        # CPU seconds, from the clock's start: the work done, beside the time it took.
         "cpu_seconds": round(own + workers + float(finished["cpu_seconds"]), 2),
         "cpu_connector_process": round(own, 2),
         "cpu_workers": round(workers, 2),
