@@ -9,16 +9,14 @@ bus. A file that cannot be decoded at all moves to ``rejected/``.
 from __future__ import annotations
 
 import csv
-import json
+import functools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from connectors.config import ConnectorConfig
-from connectors.sources.base import Batch, Row
+from connectors.sources.base import Batch, JsonLines, Row
 
 
 class FileSource:
@@ -29,50 +27,47 @@ class FileSource:
         self.processed = self.inbox.parent / "processed"
         self.rejected = self.inbox.parent / "rejected"
 
-    def _rows(self, path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-        """(line number, parsed row or None when the line is malformed, the raw line)."""
+    def _rows(self, path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+        """(line number, the CSV row, or the JSONL line's text: JSONL is parsed where the batch is used)."""
         with path.open(encoding="utf-8", newline="") as handle:
             if self.config.format == "csv":
                 for number, row in enumerate(csv.DictReader(handle), start=2):
-                    yield number, dict(row), ""
+                    yield number, dict(row)
             else:
                 for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        parsed = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        # orjson refuses a few things the standard parser takes (integers past 64 bits,
-                        # NaN): only lines that neither reads are malformed.
-                        try:
-                            parsed = json.loads(line)
-                        except json.JSONDecodeError:
-                            yield number, None, line
-                            continue
-                    yield number, parsed if isinstance(parsed, dict) else None, line
+                    if line.strip():
+                        yield number, line
 
     def _move(self, path: Path, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path), folder / path.name)
 
+    def _batch(self, path: Path, pending: list[Any], checkpoint: dict[str, Any]) -> Batch:
+        if self.config.format == "csv":
+            return Batch(pending, checkpoint)
+        return Batch(JsonLines(path.name, pending, self.config.version_from), checkpoint)
+
     def batches(self, state: dict[str, Any]) -> Iterator[Batch]:
         files = sorted(p for p in self.inbox.glob(self.pattern) if not p.name.endswith(".part"))
+        version_from = self.config.version_from
         for path in files:
             start = int(state.get("line", 0)) if state.get("file") == path.name else 0
-            rows: list[Row] = []
+            pending: list[Any] = []  # CSV rows, or (number, text) of JSONL lines
             try:
-                for number, row, raw in self._rows(path):
+                for number, item in self._rows(path):
                     if number <= start:
                         continue
-                    values = row if row is not None else {"__malformed__": raw}
-                    version = values.get(self.config.version_from) if self.config.version_from else None
-                    rows.append(Row(f"{path.name}:{number}", values, version))
-                    if len(rows) >= self.config.batch_size:
-                        yield Batch(rows, {"file": path.name, "line": number})
-                        rows = []
+                    if isinstance(item, str):
+                        pending.append((number, item))
+                    else:
+                        version = item.get(version_from) if version_from else None
+                        pending.append(Row(f"{path.name}:{number}", item, version))
+                    if len(pending) >= self.config.batch_size:
+                        yield self._batch(path, pending, {"file": path.name, "line": number})
+                        pending = []
             except UnicodeDecodeError:
                 self._move(path, self.rejected)
                 continue
-            last = Batch(rows, {"file": path.name, "line": 10**12})
-            last.on_committed.append(lambda p=path: self._move(p, self.processed))
+            last = self._batch(path, pending, {"file": path.name, "line": 10**12})
+            last.on_committed.append(functools.partial(self._move, path, self.processed))
             yield last

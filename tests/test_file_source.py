@@ -1,0 +1,97 @@
+"""The file-drop reader: JSONL batches cross to the workers unparsed and read exactly as in one process."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from connectors.config import ConnectorConfig, FieldMapping
+from connectors.sources.base import Batch, JsonLines, Row
+from connectors.sources.files import FileSource
+
+LINES = [
+    '{"event_id": "e1", "ts": "2026-11-13T07:00:00+08:00", "dir": "out"}',
+    "",
+    "   ",
+    '{"event_id": "e2", "n": 12, "ok": true, "none": null}',
+    "{not json",
+    "[1, 2, 3]",  # JSON, but not an object
+    '{"event_id": "e3", "ts": "2026-11-13 08:00:00", "note": "\\u4e2d\\u6587 with a\\nnewline"}',
+    '{"event_id": "e4"}',
+]
+
+
+def _config(inbox: Path, batch_size: int) -> ConnectorConfig:
+    return ConnectorConfig(
+        name="t.events",
+        agency="t",
+        system="sensors",
+        dataset="t.events",
+        kind="file",
+        key="event_id",
+        fields={"event_id": FieldMapping.model_validate({"from": "event_id"})},
+        directory=str(inbox),
+        pattern="*.jsonl",
+        format="jsonl",
+        version_from="ts",
+        batch_size=batch_size,
+    )
+
+
+def _drop(tmp_path: Path) -> Path:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "events.jsonl").write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    return inbox
+
+
+def test_jsonl_rows_keep_their_line_numbers_versions_and_malformed_lines(tmp_path: Path) -> None:
+    source = FileSource(_config(_drop(tmp_path), batch_size=3))
+    batches = list(source.batches({}))
+    assert [len(b) for b in batches] == [3, 3, 0]  # blank lines are not rows; the last batch closes the file
+    assert [b.checkpoint for b in batches] == [
+        {"file": "events.jsonl", "line": 5},
+        {"file": "events.jsonl", "line": 8},
+        {"file": "events.jsonl", "line": 10**12},
+    ]
+    rows = [row for batch in batches for row in batch.rows]
+    assert [r.position for r in rows] == [f"events.jsonl:{n}" for n in (1, 4, 5, 6, 7, 8)]
+    assert rows[0] == Row(
+        "events.jsonl:1",
+        {"event_id": "e1", "ts": "2026-11-13T07:00:00+08:00", "dir": "out"},
+        "2026-11-13T07:00:00+08:00",
+    )
+    assert rows[1].values == {"event_id": "e2", "n": 12, "ok": True, "none": None}
+    assert rows[2].values == {"__malformed__": "{not json\n"} and rows[2].version_source is None
+    assert rows[3].values == {"__malformed__": "[1, 2, 3]\n"}
+    assert rows[4].values["note"] == "中文 with a\nnewline" and rows[4].version_source == "2026-11-13 08:00:00"
+    assert rows[5] == Row("events.jsonl:8", {"event_id": "e4"}, None)
+
+
+def test_a_resumed_read_starts_after_the_checkpointed_line(tmp_path: Path) -> None:
+    source = FileSource(_config(_drop(tmp_path), batch_size=100))
+    rows = [row for batch in source.batches({"file": "events.jsonl", "line": 5}) for row in batch.rows]
+    assert [r.position for r in rows] == ["events.jsonl:6", "events.jsonl:7", "events.jsonl:8"]
+
+
+def test_a_jsonl_batch_crosses_a_pipe_as_text_and_reads_the_same_on_the_other_side(tmp_path: Path) -> None:
+    source = FileSource(_config(_drop(tmp_path), batch_size=100))
+    batch = next(source.batches({}))
+    assert isinstance(batch.source, JsonLines)  # nothing parsed while reading
+    sent = pickle.loads(pickle.dumps(batch.source))  # noqa: S301 - our own bytes, as the worker pipe carries
+    assert sent.rows() == batch.rows
+    assert isinstance(batch.source, list)  # parsed once, on first use, then kept
+
+
+def test_rows_given_directly_are_the_batch(tmp_path: Path) -> None:
+    rows = [Row("p:1", {"a": 1}, None)]
+    batch = Batch(rows, {"line": 1})
+    assert batch.rows is rows and len(batch) == 1
+
+
+def test_a_file_that_is_not_utf8_moves_to_rejected(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "bad.jsonl").write_bytes(b'{"event_id": "e1"}\n{"event_id": "\xff\xfe"}\n')
+    batches = list(FileSource(_config(inbox, batch_size=100)).batches({}))
+    assert batches == [] and (tmp_path / "rejected" / "bad.jsonl").exists()
