@@ -74,6 +74,7 @@ def iso_time(value: Any, zone: timezone, offset: str | None = None) -> str:
 
 
 Coercer = Callable[[Any], Any]
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _text(raw: Any) -> str | None:
@@ -122,7 +123,13 @@ class Mapper:
         elif kind is FieldType.DATE:
             convert = lambda raw: date.fromisoformat(str(raw).strip()).isoformat()  # noqa: E731
         elif kind is FieldType.INTEGER:
-            convert = int
+
+            def convert(raw: Any) -> Any:
+                value = int(raw)
+                if not _INT64_MIN <= value <= _INT64_MAX:  # the bus's encoder and the store hold 64 bits
+                    raise RecordRejected(f"{where}: integer outside the 64-bit range")
+                return value
+
         elif kind is FieldType.BOOLEAN:
             convert = lambda raw: str(raw).strip().lower() in ("1", "true", "yes", "y")  # noqa: E731
         elif kind is FieldType.ENUM:

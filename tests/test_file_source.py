@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 import pickle
 from pathlib import Path
 
+import pytest
+
 from connectors.config import ConnectorConfig, FieldMapping
-from connectors.sources.base import Batch, JsonLines, Row
+from connectors.sources.base import Batch, JsonLines, Row, parse_json_line
 from connectors.sources.files import FileSource
 
 LINES = [
@@ -66,6 +70,27 @@ def test_jsonl_rows_keep_their_line_numbers_versions_and_malformed_lines(tmp_pat
     assert rows[3].values == {"__malformed__": "[1, 2, 3]\n"}
     assert rows[4].values["note"] == "中文 with a\nnewline" and rows[4].version_source == "2026-11-13 08:00:00"
     assert rows[5] == Row("events.jsonl:8", {"event_id": "e4"}, None)
+
+
+@pytest.mark.parametrize(
+    ("line", "values"),
+    [
+        ('{"id": 123456789012345678901234567890}', {"id": 123456789012345678901234567890}),  # orjson rounds it
+        ('{"id": -9223372036854775809}', {"id": -9223372036854775809}),
+        ('{"id": 18446744073709551615, "x": 1.5}', {"id": 18446744073709551615, "x": 1.5}),
+        ('{"nested": {"id": 123456789012345678901234567890}}', {"nested": {"id": 123456789012345678901234567890}}),
+        ('{"v": NaN}', None),  # read by the standard parser: NaN is not equal to itself, checked below
+        ('{"s": "\\ud800"}', {"s": "\ud800"}),  # a lone surrogate, which orjson refuses
+        ('{"a": "b", "n": 7, "t": true, "z": null}', {"a": "b", "n": 7, "t": True, "z": None}),
+    ],
+)
+def test_json_lines_keep_every_integer_exact(line: str, values: dict[str, object] | None) -> None:
+    parsed = parse_json_line(line)
+    assert parsed is not None and parsed == json.loads(line)
+    if values is not None:
+        assert parsed == values and [type(v) for v in parsed.values()] == [type(v) for v in values.values()]
+    else:
+        assert math.isnan(parsed["v"])
 
 
 def test_a_resumed_read_starts_after_the_checkpointed_line(tmp_path: Path) -> None:

@@ -58,3 +58,29 @@ def test_iso_time_rebuilds_other_iso_forms() -> None:
 )
 def test_plain_text_is_stripped_and_empty_is_absent(raw: object, expected: str | None) -> None:
     assert _text(raw) == expected
+
+
+def test_integers_are_refused_outside_64_bits_as_the_bus_and_store_hold_them() -> None:
+    from connectors.config import load_connectors
+    from connectors.mapping import Mapper, RecordRejected
+    from hub.catalog import FieldType, load_catalog
+
+    catalog = load_catalog()
+    config = load_connectors(catalog)["civil_affairs.access_event"]
+    dataset = catalog.dataset(config.dataset)
+    fields = tuple(f.model_copy(update={"type": FieldType.INTEGER}) if f.name == "gate" else f for f in dataset.fields)
+    mapper = Mapper(config, dataset.model_copy(update={"fields": fields}))
+    row = {
+        "event_id": "e1",
+        "card_holder_id": "11010519491231002X",
+        "ts": "2026-11-13 07:00:00",
+        "dir": "in",
+        "community": "c1",
+    }
+    for gate in (2**63 - 1, -(2**63), " 42 "):
+        assert mapper.map({**row, "gate": gate}).values["gate"] == int(gate)
+    for gate in (2**63, -(2**63) - 1, 123456789012345678901234567890):
+        with pytest.raises(
+            RecordRejected, match=r"civil_affairs\.access_event\.gate: integer outside the 64-bit range"
+        ):
+            mapper.map({**row, "gate": gate})

@@ -20,17 +20,36 @@ class Row(NamedTuple):
     version_source: Any = None
 
 
+_EXACT = frozenset((str, int, bool, type(None)))  # value classes orjson reads exactly as the standard parser
+
+
 def parse_json_line(line: str) -> dict[str, Any] | None:
-    """One JSONL line's object, or None when the line is malformed (not JSON, or not an object)."""
+    """One JSONL line's object, or None when the line is malformed (not JSON, or not an object).
+
+    orjson is the fast path, but it reads an integer past 64 bits as a rounded float, silently, and it
+    refuses a few things the standard parser takes (NaN, lone surrogates). So a line with any float or
+    nested value is read again by the standard parser, which keeps every integer exact; only lines that
+    neither reads are malformed. Source rows are mostly flat strings and integers, so that costs one
+    pass over the values.
+    """
     try:
         parsed = orjson.loads(line)
     except orjson.JSONDecodeError:
-        # orjson refuses a few things the standard parser takes (integers past 64 bits, NaN): only
-        # lines that neither reads are malformed.
-        try:
-            parsed = json.loads(line)
-        except json.JSONDecodeError:
+        parsed = None
+    else:
+        if parsed.__class__ is not dict:
             return None
+        exact = _EXACT
+        for value in parsed.values():
+            if value.__class__ not in exact:
+                parsed = None
+                break
+        else:
+            return parsed
+    try:
+        parsed = json.loads(line)
+    except json.JSONDecodeError:
+        return None
     return parsed if isinstance(parsed, dict) else None
 
 
