@@ -28,7 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from connectors.sources.base import JsonLines, Row
+from connectors.sources.base import Row, Unread
 
 if TYPE_CHECKING:
     from connectors.bus.base import Bus
@@ -65,14 +65,14 @@ def _adopt(template: ConnectorRunner, parent: int, open_bus: Callable[[], Bus]) 
     threading.Thread(target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
 
 
-def _prepare(config: ConnectorConfig, values: list[tuple[Any, ...]] | JsonLines) -> Prepared:
+def _prepare(config: ConnectorConfig, values: list[tuple[Any, ...]] | Unread) -> Prepared:
     if _template is None:
         raise RuntimeError("connector worker started without a runner")
-    if isinstance(values, JsonLines):
-        rows = values.rows()
-    else:
+    if isinstance(values, list):
         new = tuple.__new__
         rows = [new(Row, row) for row in values]
+    else:
+        rows = values.rows()  # read here, in the worker (sources.base.Unread)
     runner = _runners.get(config.name)
     if runner is None or runner.config != config:
         runner = _runners[config.name] = _template.sibling(config)
@@ -129,12 +129,13 @@ class Workers:
         pending: deque[tuple[Batch, Future[Any]]] = deque()
         try:
             for batch in batches:
-                # A JSONL batch crosses the pipe unparsed, and is parsed in the worker (sources.base.JsonLines).
-                # Other rows cross as plain tuples: a named tuple pickles through its Python __getnewargs__
-                # and unpickles through its Python __new__, 31k instructions a row each way together
-                # (callgrind), and plain tuples took 0.14-0.20 s for the benchmark's rows against 0.21-0.26.
+                # A JSONL batch's lines and a SQL batch's key range cross the pipe unread, and the worker
+                # reads them (sources.base.Unread). Other rows cross as plain tuples: a named tuple pickles
+                # through its Python __getnewargs__ and unpickles through its Python __new__, 31k
+                # instructions a row each way together (callgrind), and plain tuples took 0.14-0.20 s for
+                # the benchmark's rows against 0.21-0.26.
                 source = batch.source
-                rows = source if isinstance(source, JsonLines) else [tuple(row) for row in source]
+                rows = [tuple(row) for row in source] if isinstance(source, list) else source
                 pending.append((batch, executor.submit(_prepare, runner.config, rows)))
                 if len(pending) > self.count:  # bounded read-ahead: memory stays flat whatever the source's size
                     ready, future = pending.popleft()

@@ -80,25 +80,29 @@ class JsonLines(NamedTuple):
         return rows
 
 
+class Unread(Protocol):
+    """A batch's rows before they are read: small and picklable, so a worker process reads them itself
+    (a JSONL batch's lines, a SQL batch's key range)."""
+
+    def rows(self) -> list[Row]: ...
+
+
 @dataclass
 class Batch:
     """A batch of source rows and the checkpoint that covers them.
 
-    ``source`` is the rows, or a JSONL batch's unparsed lines; :attr:`rows` parses those on first use, so
-    a batch sent to a worker process is parsed there, never in the reading process."""
+    ``source`` is the rows, or how to read them (:class:`Unread`); :attr:`rows` reads those on first use,
+    so a batch sent to a worker process is read there, never in the reading process."""
 
-    source: list[Row] | JsonLines
+    source: list[Row] | Unread
     checkpoint: dict[str, Any]  # the state to store once every row of this batch is on the bus
     on_committed: list[Callable[[], Any]] = field(default_factory=list)  # callbacks after the checkpoint
 
     @property
     def rows(self) -> list[Row]:
-        if isinstance(self.source, JsonLines):
+        if not isinstance(self.source, list):
             self.source = self.source.rows()
         return self.source
-
-    def __len__(self) -> int:
-        return len(self.source.lines) if isinstance(self.source, JsonLines) else len(self.source)
 
 
 class Source(Protocol):

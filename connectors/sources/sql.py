@@ -1,50 +1,106 @@
 """Any SQLAlchemy-reachable database: incremental pulls by a watermark column, then the primary key.
 
 Rows come in (watermark, key) order, strictly after the checkpoint, so a resumed pull neither skips nor
-repeats a row. The query is built with SQLAlchemy constructs from the configured names; no SQL text
+repeats a row. The queries are built with SQLAlchemy constructs from the configured names; no SQL text
 is assembled from strings.
+
+A batch is planned, then read. The reading process asks only where each batch ends: the (watermark,
+key) of its last row, one row a query. The rows themselves are read by whoever prepares the batch, a
+worker process in a parallel run (connectors.workers), through :meth:`SqlRange.rows`, the same code a
+reader in one process uses. A row that changes between the two steps is not lost: an update moves its
+watermark past the batch's end, so a later batch (or the next run) reads it; a row that appears inside
+a planned range is read with it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, and_, column, create_engine, literal_column, or_, select, table
-from sqlalchemy.sql.expression import ColumnClause, TableClause
+from sqlalchemy import ColumnElement, Engine, Select, and_, column, create_engine, literal_column, or_, select, table
+from sqlalchemy.sql.expression import ColumnClause
 
 from connectors.config import ConnectorConfig
 from connectors.sources.base import Batch, Row
+
+_engines: dict[str, tuple[int, Engine]] = {}  # URL -> (the process it belongs to, its engine)
+
+
+def _engine(url: str) -> Engine:
+    """This process's engine for a source: one per URL, never one inherited across a fork (a pooled
+    connection used by two processes is corrupted, SQLite's especially)."""
+    known = _engines.get(url)
+    if known is None or known[0] != os.getpid():
+        known = _engines[url] = (os.getpid(), create_engine(url))
+    return known[1]
+
+
+def _after(watermark: str, key: str, mark: Any, last: Any) -> ColumnElement[bool]:
+    """(watermark, key) strictly after (mark, last)."""
+    return or_(column(watermark) > mark, and_(column(watermark) == mark, column(key) > last))
+
+
+def _up_to(watermark: str, key: str, mark: Any, last: Any) -> ColumnElement[bool]:
+    """(watermark, key) at or before (mark, last)."""
+    return or_(column(watermark) < mark, and_(column(watermark) == mark, column(key) <= last))
+
+
+class SqlRange(NamedTuple):
+    """One planned batch of a SQL source: its rows after ``start`` (from the first row when None) up to
+    and including ``end``, in (watermark, key) order. Small, so it crosses to a worker process for
+    nothing; the rows are read where the batch is prepared."""
+
+    url: str
+    table: str
+    watermark: str
+    key: str
+    start: tuple[Any, Any] | None
+    end: tuple[Any, Any]
+
+    def rows(self) -> list[Row]:
+        watermark, key = self.watermark, self.key
+        query: Select[Any] = select(literal_column("*")).select_from(table(self.table))
+        if self.start is not None:
+            query = query.where(_after(watermark, key, *self.start))
+        query = query.where(_up_to(watermark, key, *self.end)).order_by(column(watermark), column(key))
+        with _engine(self.url).connect() as connection:
+            found = [dict(r) for r in connection.execute(query).mappings()]
+        new = tuple.__new__
+        return [new(Row, (f"{self.table}.{key}={r[key]}", r, r[watermark])) for r in found]
 
 
 class SqlSource:
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config
+        self.url = config.require("url")
         self.table_name = config.require("table")
         self.watermark_name = config.require("watermark")
-        self.engine = create_engine(config.require("url"))
-        self.table: TableClause = table(self.table_name)
-        self.watermark: ColumnClause[Any] = column(self.watermark_name)
-        self.key: ColumnClause[Any] = column(config.key)
+
+    def _end_of_batch(self, after: tuple[Any, Any] | None) -> tuple[tuple[Any, Any], bool] | None:
+        """Where the next batch ends, and whether it is a full one; None when no row is left."""
+        watermark: ColumnClause[Any] = column(self.watermark_name)
+        key: ColumnClause[Any] = column(self.config.key)
+        query: Select[Any] = select(watermark, key).select_from(table(self.table_name))
+        if after is not None:
+            query = query.where(_after(self.watermark_name, self.config.key, *after))
+        with _engine(self.url).connect() as connection:
+            row = connection.execute(query.order_by(watermark, key).offset(self.config.batch_size - 1).limit(1)).first()
+            if row is not None:
+                return (row[0], row[1]), True
+            row = connection.execute(query.order_by(watermark.desc(), key.desc()).limit(1)).first()
+        return None if row is None else ((row[0], row[1]), False)
 
     def batches(self, state: dict[str, Any]) -> Iterator[Batch]:
         mark, key = state.get("watermark"), state.get("key")
+        after = None if mark is None else (mark, key)
         while True:
-            query: Select[Any] = select(literal_column("*")).select_from(self.table)
-            if mark is not None:
-                query = query.where(or_(self.watermark > mark, and_(self.watermark == mark, self.key > key)))
-            query = query.order_by(self.watermark, self.key).limit(self.config.batch_size)
-            with self.engine.connect() as connection:
-                rows = [dict(r) for r in connection.execute(query).mappings()]
-            if not rows:
+            planned = self._end_of_batch(after)
+            if planned is None:
                 return
-            mark, key = rows[-1][self.watermark_name], rows[-1][self.config.key]
-            yield Batch(
-                [
-                    Row(f"{self.table_name}.{self.config.key}={r[self.config.key]}", r, r[self.watermark_name])
-                    for r in rows
-                ],
-                {"watermark": mark, "key": key},
-            )
-            if len(rows) < self.config.batch_size:
+            end, full = planned
+            where = SqlRange(self.url, self.table_name, self.watermark_name, self.config.key, after, end)
+            yield Batch(where, {"watermark": end[0], "key": end[1]})
+            if not full:
                 return
+            after = end

@@ -1,0 +1,99 @@
+"""The SQL reader: batches are planned by their last row and read where they are prepared."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from connectors.config import ConnectorConfig, FieldMapping
+from connectors.sources.base import Batch
+from connectors.sources.sql import SqlRange, SqlSource
+
+
+def _database(tmp_path: Path, rows: int) -> Path:
+    path = tmp_path / "source.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE visit (visit_no TEXT PRIMARY KEY, name TEXT, update_time TEXT NOT NULL)")
+        # Several rows share a watermark, so the key decides their order and the batches' edges.
+        db.executemany(
+            "INSERT INTO visit VALUES (?, ?, ?)",
+            [(f"v{n:03d}", f"name {n}", f"2026-11-{1 + n // 4:02d} 08:00:00") for n in range(rows)],
+        )
+    return path
+
+
+def _source(path: Path, batch_size: int) -> SqlSource:
+    return SqlSource(
+        ConnectorConfig(
+            name="t.visit",
+            agency="t",
+            system="his",
+            dataset="t.visit",
+            kind="sql",
+            key="visit_no",
+            fields={"visit_no": FieldMapping.model_validate({"from": "visit_no"})},
+            url=f"sqlite:///{path}",
+            table="visit",
+            watermark="update_time",
+            batch_size=batch_size,
+        )
+    )
+
+
+def _keys(batches: list[Batch]) -> list[list[str]]:
+    return [[row.values["visit_no"] for row in batch.rows] for batch in batches]
+
+
+@pytest.mark.parametrize(("rows", "batch_size", "sizes"), [(10, 4, [4, 4, 2]), (8, 4, [4, 4]), (3, 4, [3]), (0, 4, [])])
+def test_batches_cover_every_row_once_in_order(tmp_path: Path, rows: int, batch_size: int, sizes: list[int]) -> None:
+    batches = list(_source(_database(tmp_path, rows), batch_size).batches({}))
+    assert all(isinstance(b.source, SqlRange) for b in batches)  # planned only: nothing read yet
+    keys = _keys(batches)
+    assert [len(k) for k in keys] == sizes
+    assert [k for batch in keys for k in batch] == [f"v{n:03d}" for n in range(rows)]
+    for batch in batches:
+        last = batch.rows[-1]
+        assert batch.checkpoint == {"watermark": last.values["update_time"], "key": last.values["visit_no"]}
+        assert last.position == f"visit.visit_no={last.values['visit_no']}"
+        assert last.version_source == last.values["update_time"]
+
+
+def test_a_resumed_pull_starts_strictly_after_the_checkpoint(tmp_path: Path) -> None:
+    source = _source(_database(tmp_path, 10), 4)
+    first = next(source.batches({}))
+    rest = list(source.batches(first.checkpoint))
+    assert [k for batch in _keys(rest) for k in batch] == [f"v{n:03d}" for n in range(4, 10)]
+
+
+def test_rows_that_change_between_planning_and_reading_are_not_lost(tmp_path: Path) -> None:
+    path = _database(tmp_path, 8)
+    batches = _source(path, 4).batches({})
+    first = next(batches)  # planned: v000-v003
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE visit SET update_time = '2026-12-31 00:00:00' WHERE visit_no = 'v001'")  # moves on
+        db.execute("INSERT INTO visit VALUES ('v000a', 'late', '2026-11-01 08:00:00')")  # inside the range
+    assert _keys([first]) == [["v000", "v000a", "v002", "v003"]]
+    later = [k for batch in _keys(list(batches)) for k in batch]
+    assert later == ["v004", "v005", "v006", "v007", "v001"]  # the updated row, read again at its new place
+
+
+def test_a_planned_batch_is_read_the_same_in_another_process(tmp_path: Path) -> None:
+    batch = next(_source(_database(tmp_path, 10), 4).batches({}))
+    assert isinstance(batch.source, SqlRange)
+    wire = pickle.dumps(batch.source)
+    assert len(wire) < 400  # a key range, not rows
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # a forked process reads with its own engine, never the parent's pooled connection
+        os.close(reader)
+        os.write(writer, pickle.dumps(pickle.loads(wire).rows()))  # noqa: S301 - our own bytes
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as handle:
+        read_there = pickle.loads(handle.read())  # noqa: S301 - our own bytes
+    os.waitpid(child, 0)
+    assert read_there == batch.rows
