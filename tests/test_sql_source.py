@@ -14,7 +14,7 @@ from connectors.sources.base import Batch
 from connectors.sources.sql import SqlRange, SqlSource
 
 
-def _database(tmp_path: Path, rows: int) -> Path:
+def _database(tmp_path: Path, rows: int) -> str:
     path = tmp_path / "source.db"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE visit (visit_no TEXT PRIMARY KEY, name TEXT, update_time TEXT NOT NULL)")
@@ -23,10 +23,10 @@ def _database(tmp_path: Path, rows: int) -> Path:
             "INSERT INTO visit VALUES (?, ?, ?)",
             [(f"v{n:03d}", f"name {n}", f"2026-11-{1 + n // 4:02d} 08:00:00") for n in range(rows)],
         )
-    return path
+    return f"sqlite:///{path}"
 
 
-def _source(path: Path, batch_size: int) -> SqlSource:
+def _source(url: str, batch_size: int) -> SqlSource:
     return SqlSource(
         ConnectorConfig(
             name="t.visit",
@@ -36,7 +36,7 @@ def _source(path: Path, batch_size: int) -> SqlSource:
             kind="sql",
             key="visit_no",
             fields={"visit_no": FieldMapping.model_validate({"from": "visit_no"})},
-            url=f"sqlite:///{path}",
+            url=url,
             table="visit",
             watermark="update_time",
             batch_size=batch_size,
@@ -70,10 +70,10 @@ def test_a_resumed_pull_starts_strictly_after_the_checkpoint(tmp_path: Path) -> 
 
 
 def test_rows_that_change_between_planning_and_reading_are_not_lost(tmp_path: Path) -> None:
-    path = _database(tmp_path, 8)
-    batches = _source(path, 4).batches({})
+    url = _database(tmp_path, 8)
+    batches = _source(url, 4).batches({})
     first = next(batches)  # planned: v000-v003
-    with sqlite3.connect(path) as db:
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
         db.execute("UPDATE visit SET update_time = '2026-12-31 00:00:00' WHERE visit_no = 'v001'")  # moves on
         db.execute("INSERT INTO visit VALUES ('v000a', 'late', '2026-11-01 08:00:00')")  # inside the range
     assert _keys([first]) == [["v000", "v000a", "v002", "v003"]]
@@ -97,3 +97,27 @@ def test_a_planned_batch_is_read_the_same_in_another_process(tmp_path: Path) -> 
         read_there = pickle.loads(handle.read())  # noqa: S301 - our own bytes
     os.waitpid(child, 0)
     assert read_there == batch.rows
+
+
+def test_a_postgresql_source_with_a_timestamp_watermark_resumes_from_a_json_checkpoint(postgres_url: str) -> None:
+    import json
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE visit (visit_no TEXT PRIMARY KEY, update_time TIMESTAMPTZ NOT NULL)"))
+        connection.execute(text("CREATE INDEX visit_watermark ON visit (update_time, visit_no)"))
+        connection.execute(
+            text("INSERT INTO visit VALUES (:k, :t)"),
+            [{"k": f"v{n:03d}", "t": f"2026-11-{1 + n // 3:02d}T08:00:00+08:00"} for n in range(10)],
+        )
+    engine.dispose()
+    source = _source(postgres_url, 4)
+    first = next(source.batches({}))
+    # Checkpoints are stored as JSON, so a resumed pull compares the text of a time with the column.
+    resumed = json.loads(json.dumps(first.checkpoint, default=str))
+    assert isinstance(resumed["watermark"], str)
+    rest = list(source.batches(resumed))
+    assert [k for batch in _keys([first, *rest]) for k in batch] == [f"v{n:03d}" for n in range(10)]
+    assert [len(b.rows) for b in rest] == [4, 2]
