@@ -121,3 +121,13 @@ def test_a_postgresql_source_with_a_timestamp_watermark_resumes_from_a_json_chec
     rest = list(source.batches(resumed))
     assert [k for batch in _keys([first, *rest]) for k in batch] == [f"v{n:03d}" for n in range(10)]
     assert [len(b.rows) for b in rest] == [4, 2]
+
+
+def test_a_source_file_replaced_at_the_same_path_is_read_afresh(tmp_path: Path) -> None:
+    url = _database(tmp_path, 3)
+    assert [k for batch in _keys(list(_source(url, 4).batches({}))) for k in batch] == ["v000", "v001", "v002"]
+    (tmp_path / "source.db").unlink()  # a new export replaces the file, as the demo regenerates its sources
+    with sqlite3.connect(tmp_path / "source.db") as db:
+        db.execute("CREATE TABLE visit (visit_no TEXT PRIMARY KEY, name TEXT, update_time TEXT NOT NULL)")
+        db.execute("INSERT INTO visit VALUES ('w001', 'new', '2026-12-01 08:00:00')")
+    assert _keys(list(_source(url, 4).batches({}))) == [["w001"]]
