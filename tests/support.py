@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from connectors.config import ConnectorConfig, FieldMapping
 
 
 def run_hub(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -19,4 +22,17 @@ def run_hub(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProce
         text=True,
         timeout=180,
         check=False,
+    )
+
+
+def reader_config(name: str, key: str, **source: Any) -> ConnectorConfig:
+    """A connector for a source reader's own tests: one field, its key, and the reader's settings."""
+    return ConnectorConfig(
+        name=name,
+        agency=name.split(".")[0],
+        system="test",
+        dataset=name,
+        key=key,
+        fields={key: FieldMapping.model_validate({"from": key})},
+        **source,
     )

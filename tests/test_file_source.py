@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.config import ConnectorConfig, FieldMapping
+from connectors.config import ConnectorConfig
 from connectors.sources.base import Batch, JsonLines, Row, parse_json_line
 from connectors.sources.files import FileSource
+from tests.support import reader_config
 
 LINES = [
     '{"event_id": "e1", "ts": "2026-11-13T07:00:00+08:00", "dir": "out"}',
@@ -26,14 +27,10 @@ LINES = [
 
 
 def _config(inbox: Path, batch_size: int) -> ConnectorConfig:
-    return ConnectorConfig(
-        name="t.events",
-        agency="t",
-        system="sensors",
-        dataset="t.events",
+    return reader_config(
+        "t.events",
+        "event_id",
         kind="file",
-        key="event_id",
-        fields={"event_id": FieldMapping.model_validate({"from": "event_id"})},
         directory=str(inbox),
         pattern="*.jsonl",
         format="jsonl",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors.config import ConnectorConfig, FieldMapping
 from connectors.sources.base import Batch
 from connectors.sources.sql import SqlRange, SqlSource
+from tests.support import reader_config
 
 
 def _database(tmp_path: Path, rows: int) -> str:
@@ -28,18 +28,8 @@ def _database(tmp_path: Path, rows: int) -> str:
 
 def _source(url: str, batch_size: int) -> SqlSource:
     return SqlSource(
-        ConnectorConfig(
-            name="t.visit",
-            agency="t",
-            system="his",
-            dataset="t.visit",
-            kind="sql",
-            key="visit_no",
-            fields={"visit_no": FieldMapping.model_validate({"from": "visit_no"})},
-            url=url,
-            table="visit",
-            watermark="update_time",
-            batch_size=batch_size,
+        reader_config(
+            "t.visit", "visit_no", kind="sql", url=url, table="visit", watermark="update_time", batch_size=batch_size
         )
     )
 
