@@ -26,7 +26,7 @@ from connectors.bus.base import Bus, dead_letter_topic, records_topic
 from connectors.config import ConnectorConfig
 from connectors.envelope import to_event
 from connectors.mapping import MappedRecord, Mapper, RecordRejected
-from connectors.sources.base import Row, Source
+from connectors.sources.base import MALFORMED_LINE, Row, Source
 from connectors.sources.files import FileSource
 from connectors.sources.rest import RestSource
 from connectors.sources.sql import SqlSource
@@ -147,8 +147,10 @@ class ConnectorRunner:
     # -- the run ----------------------------------------------------------------------------------------
 
     def protect_row(self, row: Row, pulled_at: datetime) -> tuple[bytes, bytes]:
-        if "__malformed__" in row.values:
-            raise RecordRejected(f"{self.dataset.id}: the line is not valid JSON")
+        if row.rejected is not None:
+            raise RecordRejected(f"{self.dataset.id}: {row.rejected}")
+        if "__malformed__" in row.values:  # a replayed letter of a malformed line: it holds only the line
+            raise RecordRejected(f"{self.dataset.id}: {MALFORMED_LINE}")
         return self._protect_mapped(row, self.mapper.map(row.values, row.version_source), pulled_at)
 
     def _protect_mapped(self, row: Row, mapped: MappedRecord, pulled_at: datetime) -> tuple[bytes, bytes]:
@@ -235,8 +237,8 @@ class ConnectorRunner:
         for row in rows:
             shapes[tuple(row.values)] += 1
             try:
-                if "__malformed__" in row.values:
-                    raise RecordRejected(f"{self.dataset.id}: the line is not valid JSON")
+                if row.rejected is not None:
+                    raise RecordRejected(f"{self.dataset.id}: {row.rejected}")
                 mapped_rows.append((row, self.mapper.map(row.values, row.version_source)))
             except RecordRejected as rejected:
                 letters.append(self._letter(row, str(rejected), self._seal_row(row)))

@@ -200,6 +200,43 @@ def test_dead_letters_replay_after_a_mapping_fix(tmp_path: Path) -> None:
     assert len(done) == replayed and all(d.sealed_row == b"" for d in done)
 
 
+def test_sql_rows_without_a_watermark_are_dead_letters_until_the_source_dates_them(tmp_path: Path) -> None:
+    """No pull can reach a row whose watermark is NULL: each pull says so with one dead letter a row."""
+    manifest = generate_sources(tmp_path / "var" / "sources", residents=120, seed=SEED)
+    police = next(s for s in manifest.sources if s.dataset == "police.incident")
+    dirty = _dirty_keys(manifest).get("police.incident", set())
+    with sqlite3.connect(tmp_path / "var/sources/police/police.db") as db:  # the same table, NULL allowed
+        (schema,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'bj_alarm'").fetchone()
+        db.execute("ALTER TABLE bj_alarm RENAME TO bj_alarm_old")
+        db.execute(schema.replace("last_modified TEXT NOT NULL", "last_modified TEXT"))
+        db.execute("INSERT INTO bj_alarm SELECT * FROM bj_alarm_old")
+        db.execute("DROP TABLE bj_alarm_old")
+        live = [k for (k,) in db.execute("SELECT alarm_no FROM bj_alarm WHERE is_deleted = 0 ORDER BY alarm_no")]
+        undated = [k for k in live if k not in dirty][:: len(live) // 4][:3]  # the table's first row among them
+        db.executemany("UPDATE bj_alarm SET last_modified = NULL WHERE alarm_no = ?", [(k,) for k in undated])
+    overrides = {"var_dir": str(tmp_path / "var"), "master_key": "55" * 32, "connector_workers": "2"}
+    settings, pipeline = _build(overrides, _connectors_dir(tmp_path, 40))
+
+    def watermark_letters() -> list[str]:
+        letters = [d for d in list_dead_letters(pipeline.store.engine) if d.connector == "police.incident"]
+        assert len(letters) == police.dirty + len(undated)  # the planted dirty rows, and one a row for these
+        return sorted(d.position for d in letters if "watermark column last_modified is empty" in d.reason)
+
+    for _ in range(2):  # a second pull finds them again, and adds no letter
+        (report,) = pipeline.run(settings, ["police"])
+        pipeline.materialise(idle_seconds=0.3)
+        assert watermark_letters() == [f"bj_alarm.alarm_no={k}" for k in undated]
+        assert pipeline.store.count("police.incident") == police.records - police.dirty - len(undated)
+    assert report.dead_letters == len(undated)  # nothing else was new, and these are reported every pull
+    with sqlite3.connect(tmp_path / "var/sources/police/police.db") as db:
+        db.execute("UPDATE bj_alarm SET last_modified = '2099-01-01 00:00:00' WHERE last_modified IS NULL")
+    (report,) = pipeline.run(settings, ["police"])
+    pipeline.materialise(idle_seconds=0.3)
+    assert report.rows == len(undated) and report.dead_letters == 0
+    assert pipeline.store.count("police.incident") == police.records - police.dirty
+    pipeline.bus.close()
+
+
 CHILD = """
 import json, sys
 from pathlib import Path

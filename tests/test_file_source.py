@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from connectors.config import ConnectorConfig
-from connectors.sources.base import Batch, JsonLines, Row, parse_json_line
+from connectors.sources.base import MALFORMED_LINE, Batch, JsonLines, Row, parse_json_line
 from connectors.sources.files import FileSource
 from tests.support import reader_config
 
@@ -64,6 +64,7 @@ def test_jsonl_rows_keep_their_line_numbers_versions_and_malformed_lines(tmp_pat
     )
     assert rows[1].values == {"event_id": "e2", "n": 12, "ok": True, "none": None}
     assert rows[2].values == {"__malformed__": "{not json\n"} and rows[2].version_source is None
+    assert rows[2].rejected == rows[3].rejected == MALFORMED_LINE and rows[0].rejected is None
     assert rows[3].values == {"__malformed__": "[1, 2, 3]\n"}
     assert rows[4].values["note"] == "中文 with a\nnewline" and rows[4].version_source == "2026-11-13 08:00:00"
     assert rows[5] == Row("events.jsonl:8", {"event_id": "e4"}, None)

@@ -96,11 +96,12 @@ def test_a_postgresql_source_with_a_timestamp_watermark_resumes_from_a_json_chec
 
     engine = create_engine(postgres_url)
     with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE visit (visit_no TEXT PRIMARY KEY, update_time TIMESTAMPTZ NOT NULL)"))
+        connection.execute(text("CREATE TABLE visit (visit_no TEXT PRIMARY KEY, update_time TIMESTAMPTZ)"))
         connection.execute(text("CREATE INDEX visit_watermark ON visit (update_time, visit_no)"))
         connection.execute(
             text("INSERT INTO visit VALUES (:k, :t)"),
-            [{"k": f"v{n:03d}", "t": f"2026-11-{1 + n // 3:02d}T08:00:00+08:00"} for n in range(10)],
+            [{"k": f"v{n:03d}", "t": f"2026-11-{1 + n // 3:02d}T08:00:00+08:00"} for n in range(10)]
+            + [{"k": "u000", "t": None}],  # no watermark: out of every pull's reach, so handed on as rejected
         )
     engine.dispose()
     source = _source(postgres_url, 4)
@@ -109,8 +110,41 @@ def test_a_postgresql_source_with_a_timestamp_watermark_resumes_from_a_json_chec
     resumed = json.loads(json.dumps(first.checkpoint, default=str))
     assert isinstance(resumed["watermark"], str)
     rest = list(source.batches(resumed))
-    assert [k for batch in _keys([first, *rest]) for k in batch] == [f"v{n:03d}" for n in range(10)]
-    assert [len(b.rows) for b in rest] == [4, 2]
+    assert [k for batch in _keys([first, *rest[:2]]) for k in batch] == [f"v{n:03d}" for n in range(10)]
+    assert [len(b.rows) for b in rest] == [4, 2, 1]
+    assert _keys(rest[2:]) == [["u000"]] and rest[2].rows[0].rejected is not None
+    # One batch for the lot: PostgreSQL sorts NULL last, and that row must not end the batch.
+    assert _keys(list(_source(postgres_url, 20).batches({}))) == [[f"v{n:03d}" for n in range(10)], ["u000"]]
+
+
+def test_rows_whose_watermark_is_null_come_last_as_rejected_rows_every_pull(tmp_path: Path) -> None:
+    url = _database(tmp_path, 0)
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        db.execute("DROP TABLE visit")
+        db.execute("CREATE TABLE visit (visit_no TEXT PRIMARY KEY, name TEXT, update_time TEXT)")
+        db.executemany(
+            "INSERT INTO visit VALUES (?, ?, ?)",
+            [
+                (f"v{n:03d}", f"name {n}", None if n in (1, 4, 5, 8, 9) else f"2026-11-{1 + n:02d} 08:00:00")
+                for n in range(11)
+            ],
+        )
+    source = _source(url, 2)
+    batches = list(source.batches({}))
+    pulled = [b for b in batches if isinstance(b.source, SqlRange)]
+    rejected = [b for b in batches if not isinstance(b.source, SqlRange)]
+    assert batches == pulled + rejected  # the NULL rows come after every watermarked batch
+    assert _keys(pulled) == [["v000", "v002"], ["v003", "v006"], ["v007", "v010"]]
+    assert _keys(rejected) == [["v001", "v004"], ["v005", "v008"], ["v009"]]  # in key order, in batches
+    last = pulled[-1].checkpoint
+    assert last == {"watermark": "2026-11-11 08:00:00", "key": "v010"}
+    assert all(b.checkpoint == last for b in rejected)  # they move no checkpoint
+    for row in (r for b in rejected for r in b.rows):
+        assert row.version_source is None and row.position == f"visit.visit_no={row.values['visit_no']}"
+        assert row.rejected is not None and "update_time" in row.rejected and "NULL" in row.rejected
+    assert all(r.rejected is None for b in pulled for r in b.rows)
+    again = list(source.batches(last))  # a later pull: nothing new, and the same rows still unreachable
+    assert _keys(again) == _keys(rejected) and all(b.checkpoint == last for b in again)
 
 
 def test_a_source_file_replaced_at_the_same_path_is_read_afresh(tmp_path: Path) -> None:

@@ -18,8 +18,12 @@ class Row(NamedTuple):
     position: str
     values: dict[str, Any]
     version_source: Any = None
+    # Why the reader already knows the row cannot be taken in, if it does (a JSONL line that is not JSON,
+    # a SQL row whose watermark is NULL): the runner makes it a dead letter with this reason.
+    rejected: str | None = None
 
 
+MALFORMED_LINE = "the line is not valid JSON"  # a Row's ``rejected`` for such a line
 _EXACT = frozenset((str, int, bool, type(None)))  # value classes orjson reads exactly as the standard parser
 
 
@@ -73,10 +77,11 @@ class JsonLines(NamedTuple):
         new, file, version_from = tuple.__new__, self.file, self.version_from
         for number, line in self.lines:
             values = parse_json_line(line)
-            if values is None:
-                values = {"__malformed__": line}
+            if values is None:  # the raw line is kept (sealed) in the dead letter
+                rows.append(new(Row, (f"{file}:{number}", {"__malformed__": line}, None, MALFORMED_LINE)))
+                continue
             version = values.get(version_from) if version_from else None
-            rows.append(new(Row, (f"{file}:{number}", values, version)))
+            rows.append(new(Row, (f"{file}:{number}", values, version, None)))
         return rows
 
 

@@ -10,6 +10,9 @@ worker process in a parallel run (connectors.workers), through :meth:`SqlRange.r
 reader in one process uses. A row that changes between the two steps is not lost: an update moves its
 watermark past the batch's end, so a later batch (or the next run) reads it; a row that appears inside
 a planned range is read with it.
+
+A row whose watermark is NULL is out of every pull's reach, so each pull ends by handing such rows on as
+rejected: they become dead letters that say why, rather than rows nobody ever reads.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ class SqlRange(NamedTuple):
         with engine.connect() as connection:
             found = [dict(r) for r in connection.execute(query).mappings()]
         new = tuple.__new__
-        return [new(Row, (f"{self.table}.{key}={r[key]}", r, r[watermark])) for r in found]
+        return [new(Row, (f"{self.table}.{key}={r[key]}", r, r[watermark], None)) for r in found]
 
 
 class SqlSource:
@@ -120,7 +123,9 @@ class SqlSource:
         watermark: ColumnClause[Any] = column(self.watermark_name)
         key: ColumnClause[Any] = column(self.config.key)
         engine = _engine(self.url)
-        query: Select[Any] = select(watermark, key).select_from(table(self.table_name))
+        # Never a row whose watermark is NULL: as a batch's end it would make the batch empty and the pull
+        # stop there (databases sort NULL first or last), with every row after it unread.
+        query: Select[Any] = select(watermark, key).select_from(table(self.table_name)).where(watermark.is_not(None))
         if after is not None:
             query = query.where(_after(engine, self.watermark_name, self.config.key, *after))
         with engine.connect() as connection:
@@ -133,13 +138,50 @@ class SqlSource:
     def batches(self, state: dict[str, Any]) -> Iterator[Batch]:
         mark, key = state.get("watermark"), state.get("key")
         after = None if mark is None else (mark, key)
+        checkpoint = dict(state)
         while True:
             planned = self._end_of_batch(after)
             if planned is None:
-                return
+                break
             end, full = planned
             where = SqlRange(self.url, self.table_name, self.watermark_name, self.config.key, after, end)
-            yield Batch(where, {"watermark": end[0], "key": end[1]})
+            checkpoint = {"watermark": end[0], "key": end[1]}
+            yield Batch(where, checkpoint)
             if not full:
-                return
+                break
             after = end
+        yield from self._without_watermark(checkpoint)
+
+    def _without_watermark(self, checkpoint: dict[str, Any]) -> Iterator[Batch]:
+        """The rows whose watermark is NULL, as rejected rows, in key order, after every pull's last batch.
+
+        No incremental pull reaches them: a comparison with NULL is never true. So that they are not
+        passed over without a word, each pull hands them on, and the runner makes each a dead letter with
+        the reason (one letter a row, however many pulls find it: letters are unique by position). Their
+        batches change no checkpoint. Rows whose key is NULL as well have no position to name them by,
+        and the key is the table's primary key, so they are not looked for.
+        """
+        watermark: ColumnClause[Any] = column(self.watermark_name)
+        key: ColumnClause[Any] = column(self.config.key)
+        reason = (
+            f"the watermark column {self.watermark_name} is empty (NULL), so no incremental pull reaches the "
+            "row; once the source gives it a time, the next pull takes the row in"
+        )
+        engine, last = _engine(self.url), None
+        while True:
+            query: Select[Any] = (
+                select(literal_column("*"))
+                .select_from(table(self.table_name))
+                .where(watermark.is_(None), key.is_not(None) if last is None else key > last)
+                .order_by(key)
+                .limit(self.config.batch_size)
+            )
+            with engine.connect() as connection:
+                found = [dict(r) for r in connection.execute(query).mappings()]
+            if not found:
+                return
+            name = self.config.key
+            yield Batch([Row(f"{self.table_name}.{name}={r[name]}", r, None, reason) for r in found], checkpoint)
+            if len(found) < self.config.batch_size:
+                return
+            last = found[-1][name]
