@@ -26,7 +26,7 @@ from connectors.bus.base import Bus, dead_letter_topic, records_topic
 from connectors.config import ConnectorConfig
 from connectors.envelope import to_event
 from connectors.mapping import MappedRecord, Mapper, RecordRejected
-from connectors.sources.base import MALFORMED_LINE, Row, Source
+from connectors.sources.base import Row, Source
 from connectors.sources.files import FileSource
 from connectors.sources.rest import RestSource
 from connectors.sources.sql import SqlSource
@@ -149,8 +149,8 @@ class ConnectorRunner:
     def protect_row(self, row: Row, pulled_at: datetime) -> tuple[bytes, bytes]:
         if row.rejected is not None:
             raise RecordRejected(f"{self.dataset.id}: {row.rejected}")
-        if "__malformed__" in row.values:  # a replayed letter of a malformed line: it holds only the line
-            raise RecordRejected(f"{self.dataset.id}: {MALFORMED_LINE}")
+        if "__malformed__" in row.values:  # a replayed letter of a line or item that was not an object
+            raise RecordRejected(f"{self.dataset.id}: the source's row is not a JSON object")
         return self._protect_mapped(row, self.mapper.map(row.values, row.version_source), pulled_at)
 
     def _protect_mapped(self, row: Row, mapped: MappedRecord, pulled_at: datetime) -> tuple[bytes, bytes]:

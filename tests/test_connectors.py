@@ -14,7 +14,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select
@@ -240,6 +242,7 @@ def test_sql_rows_without_a_watermark_are_dead_letters_until_the_source_dates_th
 CHILD = """
 import json, sys
 from pathlib import Path
+from typing import Any
 sys.path.insert(0, {root!r})
 from tests.test_connectors import _build
 overrides = json.loads(sys.argv[1])
@@ -345,6 +348,81 @@ def test_rest_source_backs_off_on_429_and_5xx_then_gives_up(tmp_path: Path) -> N
         broken = config.model_copy(update={"url": f"{base}/down", "max_retries": 2})
         with pytest.raises(SourceUnavailable, match="kept failing after 2 retries"):
             list(RestSource(broken, backoff=0.01).batches({}))
+
+
+def test_rest_items_without_a_key_or_watermark_are_dead_letters_and_the_page_goes_on(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, PlainTextResponse
+
+    from connectors.config import ConnectorConfig
+    from connectors.mapping import RecordRejected
+    from connectors.sources.base import Row
+    from connectors.sources.rest import RestSource, SourceUnavailable
+    from hub.synthetic.serve import serve_in_thread
+
+    def item(key: str, day: int) -> dict[str, str]:
+        return {"id": key, "updatedAt": f"2026-11-{day:02d}T08:00:00+08:00"}
+
+    pages: dict[int, list[Any]] = {
+        1: [item("1", 1), {"updatedAt": "2026-11-02T08:00:00+08:00"}, {"id": "3", "updatedAt": None}],
+        2: [item("6", 6)],
+    }
+    pages[1] += [{"id": 4, "updatedAt": "yesterday"}, "junk", item("5", 5)]
+    app = FastAPI()
+
+    @app.get("/items")
+    def items(page: int) -> JSONResponse:  # the API's own filter ignored: the reader's must hold alone
+        return JSONResponse({"items": pages[page], "has_more": page == 1})
+
+    @app.get("/text")
+    def text() -> PlainTextResponse:
+        return PlainTextResponse("maintenance")
+
+    @app.get("/list")
+    def listing() -> JSONResponse:
+        return JSONResponse([item("1", 1)])
+
+    with serve_in_thread(app) as base:
+        fields = {"incident_no": {"from": "id"}}
+        config = ConnectorConfig.model_validate(
+            {"name": "t", "agency": "education", "system": "s", "dataset": "education.campus_incident"}
+            | {"kind": "rest", "url": f"{base}/items", "watermark": "updatedAt", "key": "id", "fields": fields}
+        )
+        batches = list(RestSource(config).batches({}))
+        rows = [r for b in batches for r in b.rows]
+        assert [r.position.split("#")[1] for r in rows] == [
+            *("id=1", "page=1&item=1", "id=3", "id=4", "page=1&item=4", "id=5", "id=6")
+        ]
+        assert [r.rejected for r in rows] == [
+            None,
+            "the item has no usable key (id)",
+            "the item's watermark (updatedAt) is missing or not an ISO 8601 time",
+            "the item's watermark (updatedAt) is missing or not an ISO 8601 time",
+            "the item is not a JSON object",
+            None,
+            None,
+        ]
+        assert rows[4].values == {"__malformed__": '"junk"'} and rows[2].version_source is None
+        day5, day6 = item("5", 5)["updatedAt"], item("6", 6)["updatedAt"]
+        assert [b.checkpoint for b in batches] == [{"watermark": day5, "key": "5"}, {"watermark": day6, "key": "6"}]
+        # A later pull skips what it took, and hands on the rejected items again (one dead letter each).
+        again = [r for b in RestSource(config).batches(batches[-1].checkpoint) for r in b.rows]
+        assert [r.position for r in again] == [r.position for r in rows if r.rejected]
+        for path in ("text", "list"):
+            with pytest.raises(SourceUnavailable, match="not a JSON object with items"):
+                list(RestSource(config.model_copy(update={"url": f"{base}/{path}"})).batches({}))
+
+    _, pipeline = _build({"var_dir": str(tmp_path / "var"), "master_key": "44" * 32}, _connectors_dir(tmp_path, 50))
+    runner = ConnectorRunner(config, pipeline.catalog, pipeline.protector, pipeline.bus, pipeline.store.engine)
+    letters = {letter["position"].split("#")[1]: letter for letter in runner.prepare(rows).letters}
+    for row in rows:
+        if row.rejected:
+            letter = letters[row.position.split("#")[1]]
+            assert letter["reason"] == f"education.campus_incident: {row.rejected}"
+            assert runner.unseal_row(DeadLetter(**letter)) == row.values  # kept, sealed, for a replay
+    with pytest.raises(RecordRejected, match="not a JSON object"):  # what a replay of the junk item meets
+        runner.protect_row(Row(rows[4].position, rows[4].values), datetime.now(UTC))
+    pipeline.bus.close()
 
 
 def test_half_written_files_are_not_read(tmp_path: Path) -> None:

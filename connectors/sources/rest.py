@@ -3,10 +3,17 @@
 The API is asked for items updated since one second before the checkpoint and returns them in
 (watermark, key) order; items at or before the checkpoint's (watermark, key) are skipped here, so items
 sharing the checkpoint's timestamp are neither lost nor repeated.
+
+One bad item does not stop the connector: an item that is not an object, or has no usable key or
+watermark (an ISO 8601 time), cannot be placed in that order nor checkpointed, so it is handed on as a
+rejected row (a dead letter with the reason) and the page's other items go on. A page that is not a JSON
+object with an ``items`` list stops the run with SourceUnavailable, and the next run resumes from the
+checkpoint.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -48,7 +55,14 @@ class RestSource:
             if response is not None and response.status_code not in RETRY_STATUSES:
                 if response.status_code != 200:
                     raise SourceUnavailable(f"{self.config.name}: HTTP {response.status_code} from the source")
-                body: dict[str, Any] = response.json()
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+                if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                    raise SourceUnavailable(
+                        f"{self.config.name}: a page from the source is not a JSON object with items"
+                    )
                 return body
             if attempt < self.config.max_retries:
                 retry_after = response.headers.get("Retry-After") if response is not None else None
@@ -60,16 +74,49 @@ class RestSource:
         params: dict[str, Any] = {"page_size": self.config.page_size}
         if mark is not None:
             params["updated_since"] = (datetime.fromisoformat(mark) - timedelta(seconds=1)).isoformat()
-        page = 1
+        page, checkpoint = 1, dict(state)
         while True:
             body = self._get({**params, "page": page})
-            items = [i for i in body["items"] if mark is None or (i[self.watermark], i[self.config.key]) > (mark, key)]
-            if items:
-                last = items[-1]
-                yield Batch(
-                    [Row(f"{self.url}#{self.config.key}={i[self.config.key]}", i, i[self.watermark]) for i in items],
-                    {"watermark": last[self.watermark], "key": last[self.config.key]},
-                )
+            rows = []
+            for index, item in enumerate(body["items"]):
+                problem = self._problem(item)
+                if problem is not None:
+                    rows.append(self._rejected(item, page, index, problem))
+                    continue
+                if mark is None or (item[self.watermark], item[self.config.key]) > (mark, key):
+                    rows.append(
+                        Row(f"{self.url}#{self.config.key}={item[self.config.key]}", item, item[self.watermark])
+                    )
+                    checkpoint = {"watermark": item[self.watermark], "key": item[self.config.key]}
+            if rows:
+                yield Batch(rows, checkpoint)
             if not body.get("has_more"):
                 return
             page += 1
+
+    def _problem(self, item: Any) -> str | None:
+        """Why an item cannot be placed in (watermark, key) order, if it cannot; the reason names no value."""
+        if not isinstance(item, dict):
+            return "the item is not a JSON object"
+        if self._key_of(item) is None:
+            return f"the item has no usable key ({self.config.key})"
+        watermark = item.get(self.watermark)
+        try:
+            if isinstance(watermark, str):
+                datetime.fromisoformat(watermark)  # the next run asks for items updated since it
+                return None
+        except ValueError:
+            pass
+        return f"the item's watermark ({self.watermark}) is missing or not an ISO 8601 time"
+
+    def _key_of(self, item: dict[str, Any]) -> str | int | None:
+        value = item.get(self.config.key)
+        return value if value.__class__ in (str, int) and value != "" else None
+
+    def _rejected(self, item: Any, page: int, index: int, problem: str) -> Row:
+        """A rejected item's row, named by its key, or by its place in the page when it has none."""
+        place = f"{self.url}#page={page}&item={index}"
+        if not isinstance(item, dict):
+            return Row(place, {"__malformed__": json.dumps(item)}, None, problem)
+        record_key = self._key_of(item)
+        return Row(place if record_key is None else f"{self.url}#{self.config.key}={record_key}", item, None, problem)
