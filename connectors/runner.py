@@ -235,10 +235,10 @@ class ConnectorRunner:
         mapped_rows: list[tuple[Row, MappedRecord]] = []
         shapes = prepared.shapes  # rows of one source mostly share their columns
         for row in rows:
-            shapes[tuple(row.values)] += 1
             try:
-                if row.rejected is not None:
+                if row.rejected is not None:  # refused by the reader: none of its columns was read as a field
                     raise RecordRejected(f"{self.dataset.id}: {row.rejected}")
+                shapes[tuple(row.values)] += 1
                 mapped_rows.append((row, self.mapper.map(row.values, row.version_source)))
             except RecordRejected as rejected:
                 letters.append(self._letter(row, str(rejected), self._seal_row(row)))
@@ -298,7 +298,7 @@ class ConnectorRunner:
         dropped = self._dropped_by_shape.get(columns)
         if dropped is None:
             used = self.mapper.used
-            dropped = tuple(c for c in columns if c not in used and c != "__malformed__")
+            dropped = tuple(c for c in columns if c not in used)
             if len(self._dropped_by_shape) < 1024:
                 self._dropped_by_shape[columns] = dropped
         return dropped

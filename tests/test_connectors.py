@@ -425,6 +425,26 @@ def test_rest_items_without_a_key_or_watermark_are_dead_letters_and_the_page_goe
     pipeline.bus.close()
 
 
+def test_a_csv_row_with_a_stray_separator_is_a_dead_letter_and_the_file_goes_on(tmp_path: Path) -> None:
+    generate_sources(tmp_path / "var" / "sources", residents=60, seed=SEED)
+    drop = next((tmp_path / "var/sources/civil_affairs/inbox").glob("registry_*.csv"))
+    lines = drop.read_text(encoding="utf-8").splitlines()
+    fields = lines[1].split(",")
+    shifted = ["MZX1", *fields[1:4], "北京市,朝阳区", *fields[5:]]  # an address's comma left unquoted
+    drop.write_text("\n".join([*lines, ",".join(shifted), ",".join(["MZX2", *fields[1:7]])]) + "\n", encoding="utf-8")
+    overrides = {"var_dir": str(tmp_path / "var"), "master_key": "77" * 32, "connector_workers": "2"}
+    settings, pipeline = _build(overrides, _connectors_dir(tmp_path, 500))
+    (report,) = pipeline.run(settings, ["civil_affairs.vulnerable_person"])  # this raised TypeError before
+    pipeline.materialise(idle_seconds=0.3)
+    letters = {d.position: d.reason for d in list_dead_letters(pipeline.store.engine)}
+    width = len(lines[0].split(","))
+    assert letters[f"{drop.name}:{len(lines) + 1}"].endswith(f"the row has {width + 1} fields, the header {width}")
+    assert letters[f"{drop.name}:{len(lines) + 2}"].endswith(f"the row has 7 fields, the header {width}")
+    assert report.rows == len(lines) + 1 and report.published + report.dead_letters == report.rows  # none lost
+    assert (drop.parent.parent / "processed" / drop.name).exists()
+    pipeline.bus.close()
+
+
 def test_half_written_files_are_not_read(tmp_path: Path) -> None:
     generate_sources(tmp_path / "var" / "sources", residents=60, seed=SEED)
     inbox = tmp_path / "var" / "sources" / "civil_affairs" / "inbox"

@@ -118,3 +118,30 @@ def test_a_file_that_is_not_utf8_moves_to_rejected(tmp_path: Path) -> None:
     (inbox / "bad.jsonl").write_bytes(b'{"event_id": "e1"}\n{"event_id": "\xff\xfe"}\n')
     batches = list(FileSource(_config(inbox, batch_size=100)).batches({}))
     assert batches == [] and (tmp_path / "rejected" / "bad.jsonl").exists()
+
+
+def test_csv_rows_whose_field_count_is_not_the_headers_are_rejected_with_their_values_kept(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    rows_text = ["id,address,phone,updated", "r1,北京市朝阳区,138,2026-11-13", "r2,北京市,朝阳区,139,2026-11-14"]
+    rows_text += ["r3,北京市海淀区", 'r4,"北京市,海淀区",,2026-11-15']  # r4: a quoted comma and an empty field are fine
+    (inbox / "registry.csv").write_text("\n".join(rows_text) + "\n", encoding="utf-8")
+    config = reader_config(
+        "t.registry", "id", kind="file", directory=str(inbox), pattern="*.csv", format="csv", version_from="updated"
+    )
+    (batch,) = list(FileSource(config).batches({}))
+    r1, r2, r3, r4 = batch.rows
+    assert r1 == Row(
+        "registry.csv:2", {"id": "r1", "address": "北京市朝阳区", "phone": "138", "updated": "2026-11-13"}, "2026-11-13"
+    )
+    assert r2.rejected == "the row has 5 fields, the header 4" and r2.version_source is None
+    assert r2.values == {
+        "id": "r2",
+        "address": "北京市",
+        "phone": "朝阳区",
+        "updated": "139",
+        "__extra_fields__": ["2026-11-14"],
+    }
+    assert r3.rejected == "the row has 2 fields, the header 4" and r3.values == {"id": "r3", "address": "北京市海淀区"}
+    assert r4.rejected is None and r4.values["address"] == "北京市,海淀区" and r4.values["phone"] == ""
+    assert all("北京" not in (r.rejected or "") for r in batch.rows)  # reasons name no value

@@ -19,6 +19,25 @@ from connectors.config import ConnectorConfig
 from connectors.sources.base import Batch, JsonLines, Row
 
 
+def _checked(row: dict[str | None, Any], width: int) -> tuple[dict[str, Any], str | None]:
+    """A CSV row, and why it cannot be taken in when its field count is not the header's.
+
+    Such a row cannot be trusted column by column: a separator left unquoted (an address with a comma)
+    shifts every later value into the wrong column, and a cut line loses its end. The csv module puts
+    the surplus values under the key None and fills missing ones with None; the row keeps its values
+    (the surplus under ``__extra_fields__``), sealed in its dead letter.
+    """
+    extra = row.pop(None, None)
+    if extra is not None:
+        kept: dict[str, Any] = {k: v for k, v in row.items() if k is not None}
+        kept["__extra_fields__"] = extra
+        return kept, f"the row has {width + len(extra)} fields, the header {width}"
+    present = {k: v for k, v in row.items() if k is not None and v is not None}
+    if len(present) < width:
+        return present, f"the row has {len(present)} fields, the header {width}"
+    return present, None
+
+
 class FileSource:
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config
@@ -27,16 +46,18 @@ class FileSource:
         self.processed = self.inbox.parent / "processed"
         self.rejected = self.inbox.parent / "rejected"
 
-    def _rows(self, path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-        """(line number, the CSV row, or the JSONL line's text: JSONL is parsed where the batch is used)."""
+    def _rows(self, path: Path) -> Iterator[tuple[int, dict[str, Any] | str, str | None]]:
+        """(line number, the CSV row or the JSONL line's text, why the CSV row cannot be taken in if it
+        cannot). JSONL is parsed where the batch is used."""
         with path.open(encoding="utf-8", newline="") as handle:
             if self.config.format == "csv":
-                for number, row in enumerate(csv.DictReader(handle), start=2):
-                    yield number, dict(row)
+                reader = csv.DictReader(handle)
+                for number, row in enumerate(reader, start=2):
+                    yield number, *_checked(row, len(reader.fieldnames or ()))
             else:
                 for number, line in enumerate(handle, start=1):
                     if line.strip():
-                        yield number, line
+                        yield number, line, None
 
     def _move(self, path: Path, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -54,14 +75,14 @@ class FileSource:
             start = int(state.get("line", 0)) if state.get("file") == path.name else 0
             pending: list[Any] = []  # CSV rows, or (number, text) of JSONL lines
             try:
-                for number, item in self._rows(path):
+                for number, item, problem in self._rows(path):
                     if number <= start:
                         continue
                     if isinstance(item, str):
                         pending.append((number, item))
                     else:
-                        version = item.get(version_from) if version_from else None
-                        pending.append(Row(f"{path.name}:{number}", item, version))
+                        version = item.get(version_from) if version_from and problem is None else None
+                        pending.append(Row(f"{path.name}:{number}", item, version, problem))
                     if len(pending) >= self.config.batch_size:
                         yield self._batch(path, pending, {"file": path.name, "line": number})
                         pending = []
