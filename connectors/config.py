@@ -55,6 +55,7 @@ class ConnectorConfig(BaseModel):
     directory: str | None = None
     pattern: str | None = None
     format: Literal["csv", "jsonl"] | None = None
+    encoding: str = "utf-8"  # of a dropped file: utf-8 (a byte-order mark is dropped), gb18030, gbk ...
     version_from: str | None = None
     batch_size: int = 2000
 
@@ -69,6 +70,12 @@ class ConnectorConfig(BaseModel):
         missing = [name for name in needed[self.kind] if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a {self.kind} connector needs {', '.join(missing)}")
+        try:
+            ascii_compatible = "\n,{}a".encode(self.encoding) == b"\n,{}a"
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r}") from None
+        if not ascii_compatible:  # files are split into lines, and lines parsed, as bytes
+            raise ValueError(f"encoding {self.encoding!r} is not ASCII-compatible (UTF-16 and UTF-32 are not read)")
         return self
 
     def require(self, name: str) -> str:

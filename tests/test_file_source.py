@@ -112,12 +112,68 @@ def test_rows_given_directly_are_the_batch(tmp_path: Path) -> None:
     assert batch.rows is rows
 
 
-def test_a_file_that_is_not_utf8_moves_to_rejected(tmp_path: Path) -> None:
+def test_a_line_that_is_not_valid_in_the_encoding_refuses_only_itself(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    (inbox / "bad.jsonl").write_bytes(b'{"event_id": "e1"}\n{"event_id": "\xff\xfe"}\n')
-    batches = list(FileSource(_config(inbox, batch_size=100)).batches({}))
-    assert batches == [] and (tmp_path / "rejected" / "bad.jsonl").exists()
+    (inbox / "bad.jsonl").write_bytes(b'{"event_id": "e1"}\n{"event_id": "\xff\xfe"}\n{"event_id": "e3"}\n')
+    (batch,) = list(FileSource(_config(inbox, batch_size=100)).batches({}))
+    sent = pickle.loads(pickle.dumps(batch.source))  # noqa: S301 - our own bytes, as the worker pipe carries
+    assert sent.rows() == batch.rows  # the refusal crosses to a worker with the lines
+    rows = [(r.position, r.values.get("event_id"), r.rejected) for r in batch.rows]
+    assert rows == [
+        ("bad.jsonl:1", "e1", None),
+        ("bad.jsonl:2", None, "the line is not valid utf-8"),
+        ("bad.jsonl:3", "e3", None),
+    ]
+    assert "__malformed__" in batch.rows[1].values  # its text, bad bytes replaced, goes sealed into the letter
+    for callback in batch.on_committed:
+        callback()
+    assert (tmp_path / "processed" / "bad.jsonl").exists()  # with its original bytes
+
+
+def _csv_config(inbox: Path, **extra: str) -> ConnectorConfig:
+    return reader_config("t.registry", "id", kind="file", directory=str(inbox), pattern="*.csv", format="csv", **extra)
+
+
+def test_csv_in_gb18030_or_with_a_utf8_byte_order_mark_reads_as_written(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    text = 'id,address\nr1,北京市朝阳区\nr2,"海淀区\n二里庄"\nr3,丰台区\n'
+    (inbox / "a.csv").write_bytes(text.encode("gb18030").replace("丰台区".encode("gb18030"), b"\x81\x20"))
+    (batch,) = list(FileSource(_csv_config(inbox, encoding="gb18030")).batches({}))
+    assert [(r.values.get("address"), r.rejected) for r in batch.rows] == [
+        ("北京市朝阳区", None),
+        ("海淀区\n二里庄", None),  # a quoted field over two lines
+        (batch.rows[2].values["address"], "the row is not valid gb18030"),
+    ]
+    (inbox / "a.csv").unlink()
+    (inbox / "b.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())  # as Excel writes UTF-8
+    (batch,) = list(FileSource(_csv_config(inbox)).batches({}))
+    assert [r.values["id"] for r in batch.rows] == ["r1", "r2", "r3"] and not any(r.rejected for r in batch.rows)
+
+
+def test_a_csv_file_the_parser_cannot_go_on_with_moves_to_rejected_after_a_dead_letter(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "big.csv").write_bytes(b"id,address\nr1,a\nr2," + b"x" * 140_000 + b"\nr3,d\n")  # past csv's field limit
+    (batch,) = list(FileSource(_csv_config(inbox)).batches({}))
+    assert [(r.position, r.rejected) for r in batch.rows] == [
+        ("big.csv:2", None),
+        (
+            "big.csv:3",
+            "the file is not CSV the parser can go on with after row 2 (field larger than field limit (131072));"
+            " moved to rejected/",
+        ),
+    ]
+    for callback in batch.on_committed:
+        callback()
+    assert (tmp_path / "rejected" / "big.csv").exists() and not (tmp_path / "processed").exists()
+
+
+@pytest.mark.parametrize(("encoding", "error"), [("utf-16", "not ASCII-compatible"), ("klingon", "unknown encoding")])
+def test_a_file_drop_encoding_must_be_known_and_ascii_compatible(tmp_path: Path, encoding: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        _csv_config(tmp_path, encoding=encoding)
 
 
 def test_csv_rows_whose_field_count_is_not_the_headers_are_rejected_with_their_values_kept(tmp_path: Path) -> None:

@@ -71,14 +71,17 @@ class JsonLines(NamedTuple):
     file: str
     lines: list[tuple[int, str]]
     version_from: str | None
+    refused: tuple[tuple[int, str], ...] = ()  # (line number, why) of lines the reader refused already
 
     def rows(self) -> list[Row]:
         rows = []
         new, file, version_from = tuple.__new__, self.file, self.version_from
+        refused = dict(self.refused)
         for number, line in self.lines:
-            values = parse_json_line(line)
+            values = parse_json_line(line) if number not in refused else None
             if values is None:  # the raw line is kept (sealed) in the dead letter
-                rows.append(new(Row, (f"{file}:{number}", {"__malformed__": line}, None, MALFORMED_LINE)))
+                why = refused.get(number, MALFORMED_LINE)
+                rows.append(new(Row, (f"{file}:{number}", {"__malformed__": line}, None, why)))
                 continue
             version = values.get(version_from) if version_from else None
             rows.append(new(Row, (f"{file}:{number}", values, version, None)))

@@ -3,17 +3,21 @@
 Half-written files are never read: writers drop files by rename-on-complete, so names ending in ``.part``
 are skipped. A file is read in batches; the checkpoint remembers the file and line, so a run that
 stops mid-file resumes there, and the file moves to ``processed/`` only after its last batch is on the
-bus. A file that cannot be decoded at all moves to ``rejected/``.
+bus. Each line is decoded on its own (UTF-8 by default, or the connector's ``encoding``, such as
+GB18030), so a line that is not valid in it is a dead letter and the rest of the file goes on. A CSV file
+the parser cannot go on with moves to ``rejected/`` after the rows before the fault, with a dead letter
+that says where and why.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from connectors.config import ConnectorConfig
 from connectors.sources.base import Batch, JsonLines, Row
@@ -45,28 +49,56 @@ class FileSource:
         self.inbox = Path(config.require("directory"))
         self.processed = self.inbox.parent / "processed"
         self.rejected = self.inbox.parent / "rejected"
+        self.encoding = config.encoding
+        self._utf8 = codecs.lookup(config.encoding).name == "utf-8"
+
+    def _lines(self, handle: BinaryIO, refused: dict[int, str]) -> Iterator[str]:
+        """The file's lines as text, each decoded on its own, so that a line which is not valid in the
+        file's encoding refuses only itself: its number goes into ``refused``, and its text, with the
+        bad bytes replaced, still reaches the parser so that the lines after it stay in step. The
+        original bytes stay in the file, which is kept in ``processed/``. A UTF-8 byte-order mark
+        (Excel writes one) is not part of the first line."""
+        encoding = self.encoding
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and self._utf8 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            try:
+                yield raw.decode(encoding)
+            except UnicodeDecodeError:
+                refused[number] = f"the line is not valid {encoding}"
+                yield raw.decode(encoding, errors="replace")
 
     def _rows(self, path: Path) -> Iterator[tuple[int, dict[str, Any] | str, str | None]]:
-        """(line number, the CSV row or the JSONL line's text, why the CSV row cannot be taken in if it
-        cannot). JSONL is parsed where the batch is used."""
-        with path.open(encoding="utf-8", newline="") as handle:
+        """(line number, the CSV row or the JSONL line's text, why it cannot be taken in if it cannot).
+        JSONL is parsed where the batch is used. A CSV row is refused when a line it spans is."""
+        refused: dict[int, str] = {}
+        with path.open("rb") as handle:
+            lines = self._lines(handle, refused)
             if self.config.format == "csv":
-                reader = csv.DictReader(handle)
+                reader = csv.DictReader(lines)
+                width, read_to = len(reader.fieldnames or ()), reader.line_num  # the header is read here
                 for number, row in enumerate(reader, start=2):
-                    yield number, *_checked(row, len(reader.fieldnames or ()))
+                    values, problem = _checked(row, width)
+                    spans = range(read_to + 1, reader.line_num + 1)
+                    read_to = reader.line_num
+                    if problem is None and any(line in refused for line in spans):
+                        problem = f"the row is not valid {self.encoding}"
+                    yield number, values, problem
             else:
-                for number, line in enumerate(handle, start=1):
+                for number, line in enumerate(lines, start=1):
                     if line.strip():
-                        yield number, line, None
+                        yield number, line, refused.pop(number, None)
 
     def _move(self, path: Path, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path), folder / path.name)
 
-    def _batch(self, path: Path, pending: list[Any], checkpoint: dict[str, Any]) -> Batch:
+    def _batch(
+        self, path: Path, pending: list[Any], refused: list[tuple[int, str]], checkpoint: dict[str, Any]
+    ) -> Batch:
         if self.config.format == "csv":
             return Batch(pending, checkpoint)
-        return Batch(JsonLines(path.name, pending, self.config.version_from), checkpoint)
+        return Batch(JsonLines(path.name, pending, self.config.version_from, tuple(refused)), checkpoint)
 
     def batches(self, state: dict[str, Any]) -> Iterator[Batch]:
         files = sorted(p for p in self.inbox.glob(self.pattern) if not p.name.endswith(".part"))
@@ -74,21 +106,32 @@ class FileSource:
         for path in files:
             start = int(state.get("line", 0)) if state.get("file") == path.name else 0
             pending: list[Any] = []  # CSV rows, or (number, text) of JSONL lines
+            refused: list[tuple[int, str]] = []  # JSONL lines refused already: (number, why)
+            number = 0
             try:
                 for number, item, problem in self._rows(path):
                     if number <= start:
                         continue
                     if isinstance(item, str):
                         pending.append((number, item))
+                        if problem is not None:
+                            refused.append((number, problem))
                     else:
                         version = item.get(version_from) if version_from and problem is None else None
                         pending.append(Row(f"{path.name}:{number}", item, version, problem))
                     if len(pending) >= self.config.batch_size:
-                        yield self._batch(path, pending, {"file": path.name, "line": number})
-                        pending = []
-            except UnicodeDecodeError:
-                self._move(path, self.rejected)
+                        yield self._batch(path, pending, refused, {"file": path.name, "line": number})
+                        pending, refused = [], []
+            except csv.Error as error:  # the parser cannot go on (say, a field past its size limit)
+                last = self._batch(path, pending, refused, {"file": path.name, "line": 10**12})
+                reason = (
+                    f"the file is not CSV the parser can go on with after row {number} ({error}); moved to rejected/"
+                )
+                if isinstance(last.source, list):
+                    last.source.append(Row(f"{path.name}:{number + 1}", {}, None, reason))
+                last.on_committed.append(functools.partial(self._move, path, self.rejected))
+                yield last
                 continue
-            last = self._batch(path, pending, {"file": path.name, "line": 10**12})
+            last = self._batch(path, pending, refused, {"file": path.name, "line": 10**12})
             last.on_committed.append(functools.partial(self._move, path, self.processed))
             yield last
