@@ -26,7 +26,7 @@ from connectors.bus.base import Bus, dead_letter_topic, records_topic
 from connectors.config import ConnectorConfig
 from connectors.envelope import to_event
 from connectors.mapping import MappedRecord, Mapper, RecordRejected
-from connectors.sources.base import Row, Source
+from connectors.sources.base import REFUSED, Row, Source
 from connectors.sources.files import FileSource
 from connectors.sources.rest import RestSource
 from connectors.sources.sql import SqlSource
@@ -127,8 +127,9 @@ class ConnectorRunner:
     def _seal_row(self, row: Row) -> bytes:
         keys = self.protector.keys
         key = keys.key_for_subject(keys.blind_index("dead-letter", self.config.name, "text"))
+        values = row.values if row.rejected is None else {**row.values, REFUSED: row.rejected}
         return keys.seal_with(
-            key, _json(row.values).encode(), encode_context("dead-letter", self.config.name, row.position)
+            key, _json(values).encode(), encode_context("dead-letter", self.config.name, row.position)
         )
 
     def unseal_row(self, letter: DeadLetter) -> dict[str, Any]:
@@ -147,9 +148,10 @@ class ConnectorRunner:
     # -- the run ----------------------------------------------------------------------------------------
 
     def protect_row(self, row: Row, pulled_at: datetime) -> tuple[bytes, bytes]:
-        if row.rejected is not None:
-            raise RecordRejected(f"{self.dataset.id}: {row.rejected}")
-        if "__malformed__" in row.values:  # a replayed letter of a line or item that was not an object
+        refused = row.rejected or row.values.get(REFUSED)  # refused by the reader, now or when first read
+        if refused is not None:
+            raise RecordRejected(f"{self.dataset.id}: {refused}")
+        if "__malformed__" in row.values:  # a letter sealed before REFUSED was kept: a line or item not an object
             raise RecordRejected(f"{self.dataset.id}: the source's row is not a JSON object")
         return self._protect_mapped(row, self.mapper.map(row.values, row.version_source), pulled_at)
 

@@ -356,7 +356,7 @@ def test_rest_items_without_a_key_or_watermark_are_dead_letters_and_the_page_goe
 
     from connectors.config import ConnectorConfig
     from connectors.mapping import RecordRejected
-    from connectors.sources.base import Row
+    from connectors.sources.base import REFUSED, Row
     from connectors.sources.rest import RestSource, SourceUnavailable
     from hub.synthetic.serve import serve_in_thread
 
@@ -419,9 +419,11 @@ def test_rest_items_without_a_key_or_watermark_are_dead_letters_and_the_page_goe
         if row.rejected:
             letter = letters[row.position.split("#")[1]]
             assert letter["reason"] == f"education.campus_incident: {row.rejected}"
-            assert runner.unseal_row(DeadLetter(**letter)) == row.values  # kept, sealed, for a replay
-    with pytest.raises(RecordRejected, match="not a JSON object"):  # what a replay of the junk item meets
-        runner.protect_row(Row(rows[4].position, rows[4].values), datetime.now(UTC))
+            kept = runner.unseal_row(DeadLetter(**letter))
+            assert kept == {**row.values, REFUSED: row.rejected}  # sealed, with the reader's reason
+            with pytest.raises(RecordRejected) as replayed:  # what a replay meets: the same refusal
+                runner.protect_row(Row(row.position, kept), datetime.now(UTC))
+            assert str(replayed.value) == letter["reason"]
     pipeline.bus.close()
 
 
@@ -442,6 +444,18 @@ def test_a_csv_row_with_a_stray_separator_is_a_dead_letter_and_the_file_goes_on(
     assert letters[f"{drop.name}:{len(lines) + 2}"].endswith(f"the row has 7 fields, the header {width}")
     assert report.rows == len(lines) + 1 and report.published + report.dead_letters == report.rows  # none lost
     assert (drop.parent.parent / "processed" / drop.name).exists()
+    # No mapping fix mends a shifted row: a replay refuses it again, for the same reason, and takes nothing in.
+    config = pipeline.configs["civil_affairs.vulnerable_person"]
+    with places(settings, [config]) as where:
+        runner = ConnectorRunner(
+            config.resolve(**where), pipeline.catalog, pipeline.protector, pipeline.bus, pipeline.store.engine
+        )
+        replay(runner)
+    after = {d.position: d.reason for d in list_dead_letters(pipeline.store.engine)}
+    shifted = [f"{drop.name}:{len(lines) + 1}", f"{drop.name}:{len(lines) + 2}"]
+    assert [after[p] for p in shifted] == [letters[p] for p in shifted]
+    pipeline.materialise(idle_seconds=0.3)
+    assert pipeline.store.get("civil_affairs.vulnerable_person", "MZX1") is None
     pipeline.bus.close()
 
 

@@ -24,6 +24,10 @@ class Row(NamedTuple):
 
 
 MALFORMED_LINE = "the line is not valid JSON"  # a Row's ``rejected`` for such a line
+# The key under which a refused row's sealed dead letter keeps the reader's reason: a replay refuses the
+# row again, since no mapping fix mends it (a CSV row shifted by a stray separator would otherwise be
+# taken in with its columns wrong).
+REFUSED = "__refused__"
 _EXACT = frozenset((str, int, bool, type(None)))  # value classes orjson reads exactly as the standard parser
 
 
