@@ -49,6 +49,8 @@ class ConnectorConfig(BaseModel):
     deleted: str | None = None
     # rest
     token_file: str | None = None
+    signing_key_file: str | None = None  # an Ed25519 private key (PEM): requests are signed (RFC 9421)
+    signing_key_id: str | None = None  # the keyid the source knows that key by
     page_size: int = 200
     max_retries: int = 5
     # file
@@ -70,6 +72,8 @@ class ConnectorConfig(BaseModel):
         missing = [name for name in needed[self.kind] if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a {self.kind} connector needs {', '.join(missing)}")
+        if (self.signing_key_file is None) != (self.signing_key_id is None):
+            raise ValueError("signing_key_file and signing_key_id go together")
         try:
             ascii_compatible = "\n,{}a".encode(self.encoding) == b"\n,{}a"
         except LookupError:
@@ -88,7 +92,7 @@ class ConnectorConfig(BaseModel):
     def resolve(self, **places: str) -> ConnectorConfig:
         """Fill ``{sources}``-style placeholders in location strings."""
         updates = {}
-        for name in ("url", "token_file", "directory"):
+        for name in ("url", "token_file", "signing_key_file", "directory"):
             value = getattr(self, name)
             if value is not None:
                 updates[name] = value.format(**places)

@@ -75,7 +75,11 @@ _BY_STATUS: dict[int, type[HubError]] = {
 }
 
 
-class _Signing(httpx.Auth):
+class SignedRequests(httpx.Auth):
+    """Signs every request with the hub's RFC 9421 profile (:mod:`hub.httpsig`) and, given ``hub_key``,
+    checks each response's signature. The partner client uses it towards the hub, and REST connectors
+    towards an agency's source API that asks for signed requests."""
+
     requires_request_body = True
     requires_response_body = True
 
@@ -129,7 +133,7 @@ class PartnerClient:
         """``hub_public_key`` pins the hub's response key; ``None`` skips verification (for tests of the hub only)."""
         self.http = httpx.Client(
             base_url=base_url,
-            auth=_Signing(key_id, private_key, hub_public_key),
+            auth=SignedRequests(key_id, private_key, hub_public_key),
             timeout=timeout,
             transport=transport,
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import Request  # at module level: a test route's annotations are resolved here
 from sqlmodel import Session, select
 
 from connectors.bus.select import open_bus
@@ -348,6 +349,81 @@ def test_rest_source_backs_off_on_429_and_5xx_then_gives_up(tmp_path: Path) -> N
         broken = config.model_copy(update={"url": f"{base}/down", "max_retries": 2})
         with pytest.raises(SourceUnavailable, match="kept failing after 2 retries"):
             list(RestSource(broken, backoff=0.01).batches({}))
+
+
+def test_a_rest_source_that_asks_for_signed_requests_gets_them(tmp_path: Path) -> None:
+    """The source verifies with the RFC 9421 library itself, as an agency's API would."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from http_message_signatures import HTTPMessageVerifier, HTTPSignatureKeyResolver, InvalidSignature, algorithms
+    from http_message_signatures.exceptions import HTTPMessageSignaturesException
+
+    from connectors.config import ConnectorConfig, ConnectorConfigError
+    from connectors.sources.rest import RestSource, SourceUnavailable
+    from hub.httpsig import Message
+    from hub.synthetic.serve import serve_in_thread
+
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "hub.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    seen: list[dict[str, object]] = []
+
+    class Keys(HTTPSignatureKeyResolver):
+        def resolve_public_key(self, key_id: str) -> Ed25519PublicKey:
+            if key_id != "hub-to-education-1":
+                raise InvalidSignature("unknown key")
+            return key.public_key()
+
+        def resolve_private_key(self, key_id: str) -> Ed25519PrivateKey:
+            raise InvalidSignature("a source signs nothing here")
+
+    app = FastAPI()
+
+    @app.get("/items")
+    def items(request: Request) -> JSONResponse:
+        verifier = HTTPMessageVerifier(signature_algorithm=algorithms.ED25519, key_resolver=Keys())
+        try:
+            (result,) = verifier.verify(
+                Message.of(request.method, str(request.url), request.headers.items()),
+                max_age=dt.timedelta(seconds=300),
+                require_components=["@method", "@target-uri"],
+            )
+        except (InvalidSignature, HTTPMessageSignaturesException, ValueError):
+            return JSONResponse({}, status_code=401)
+        seen.append(dict(result.parameters))
+        return JSONResponse({"items": [{"id": "1", "updatedAt": "2026-11-20T08:00:00+08:00"}], "has_more": False})
+
+    with serve_in_thread(app) as base:
+        settings: dict[str, Any] = {
+            "name": "t",
+            "agency": "education",
+            "system": "s",
+            "dataset": "education.campus_incident",
+        }
+        settings |= {"kind": "rest", "url": f"{base}/items", "watermark": "updatedAt", "key": "id", "max_retries": 0}
+        config = ConnectorConfig.model_validate(
+            settings
+            | {"fields": {"incident_no": {"from": "id"}}}
+            | {"signing_key_file": str(tmp_path / "hub.pem"), "signing_key_id": "hub-to-education-1"}
+        )
+        (batch,) = list(RestSource(config).batches({}))
+        assert [r.values["id"] for r in batch.rows] == ["1"]
+        assert seen[0]["keyid"] == "hub-to-education-1" and seen[0]["alg"] == "ed25519" and seen[0]["nonce"]
+        unsigned = config.model_copy(update={"signing_key_file": None, "signing_key_id": None})
+        other = config.model_copy(update={"signing_key_id": "someone-else"})
+        for refused in (unsigned, other):
+            with pytest.raises(SourceUnavailable, match="HTTP 401"):
+                list(RestSource(refused).batches({}))
+    (tmp_path / "not-a-key.pem").write_text("not a key", encoding="utf-8")
+    with pytest.raises(ConnectorConfigError, match="signing_key_file"):
+        RestSource(config.model_copy(update={"signing_key_file": str(tmp_path / "not-a-key.pem")}))
+    with pytest.raises(ValueError, match="go together"):
+        ConnectorConfig.model_validate(settings | {"fields": {}, "signing_key_id": "hub-to-education-1"})
 
 
 def test_rest_items_without_a_key_or_watermark_are_dead_letters_and_the_page_goes_on(tmp_path: Path) -> None:

@@ -1,4 +1,9 @@
-"""Paginated JSON APIs: bearer token, backoff on 429 and 5xx up to a retry limit, incremental by watermark.
+"""Paginated JSON APIs: bearer token or signed requests, backoff on 429 and 5xx up to a retry limit,
+incremental by watermark.
+
+A source that asks for signed requests gets each one signed with the hub's RFC 9421 profile (Ed25519
+over ``@method`` and ``@target-uri``, with ``created``, ``nonce`` and ``keyid``; see hub.httpsig), from the
+connector's ``signing_key_file`` and ``signing_key_id``; a bearer token may go with it.
 
 The API is asked for items updated since one second before the checkpoint and returns them in
 (watermark, key) order; items at or before the checkpoint's (watermark, key) are skipped here, so items
@@ -21,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from connectors.config import ConnectorConfig
+from connectors.config import ConnectorConfig, ConnectorConfigError
 from connectors.sources.base import Batch, Row
+from hub.client import SignedRequests
 from hub.errors import HubError
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -31,6 +39,16 @@ RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 class SourceUnavailable(HubError):
     """The source kept failing after the retries; the run stops and resumes from its checkpoint."""
+
+
+def _signing_key(config: ConnectorConfig) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(Path(config.require("signing_key_file")).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as error:
+        raise ConnectorConfigError(f"connector {config.name}: signing_key_file: {type(error).__name__}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConnectorConfigError(f"connector {config.name}: signing_key_file holds no Ed25519 private key")
+    return key
 
 
 class RestSource:
@@ -44,6 +62,8 @@ class RestSource:
         self.client = client or httpx.Client(headers=headers, timeout=30)
         if client is not None:
             self.client.headers.update(headers)
+        if config.signing_key_file and config.signing_key_id:
+            self.client.auth = SignedRequests(config.signing_key_id, _signing_key(config), None)
         self.backoff = backoff
 
     def _get(self, params: dict[str, Any]) -> dict[str, Any]:
