@@ -33,7 +33,7 @@ class DeadLetter(SQLModel, table=True):
     reason: str
     sealed_row: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = _utc()
-    status: str = Field(default="open", max_length=16)  # open | replayed
+    status: str = Field(default="open", max_length=16)  # open | replayed | superseded
 
 
 class ConnectorRun(SQLModel, table=True):

@@ -186,7 +186,7 @@ def test_dead_letters_replay_after_a_mapping_fix(tmp_path: Path) -> None:
     settings, pipeline = _build({"var_dir": str(tmp_path / "var"), "master_key": "22" * 32}, connectors_dir)
     config = pipeline.configs["police.incident"]
     with places(settings, [config]) as where:
-        replayed, failing = replay(
+        replayed, failing, _ = replay(
             ConnectorRunner(
                 config.resolve(**where), pipeline.catalog, pipeline.protector, pipeline.bus, pipeline.store.engine
             )
@@ -237,6 +237,18 @@ def test_sql_rows_without_a_watermark_are_dead_letters_until_the_source_dates_th
     pipeline.materialise(idle_seconds=0.3)
     assert report.rows == len(undated) and report.dead_letters == 0
     assert pipeline.store.count("police.incident") == police.records - police.dirty
+    # Their letters have nothing left to give: a replay closes them as superseded and publishes nothing.
+    config = pipeline.configs["police.incident"]
+    with places(settings, [config]) as where:
+        runner = ConnectorRunner(
+            config.resolve(**where), pipeline.catalog, pipeline.protector, pipeline.bus, pipeline.store.engine
+        )
+        assert replay(runner) == (0, police.dirty, len(undated))
+    assert [d for d in list_dead_letters(pipeline.store.engine) if "watermark" in d.reason] == []
+    with Session(pipeline.store.engine) as session:
+        closed = session.exec(select(DeadLetter).where(DeadLetter.status == "superseded")).all()
+    assert sorted(d.position for d in closed) == [f"bj_alarm.alarm_no={k}" for k in undated]
+    assert all(d.sealed_row == b"" for d in closed)
     pipeline.bus.close()
 
 

@@ -129,6 +129,9 @@ def dlq_replay(
             runner = ConnectorRunner(
                 config.resolve(**where), built.catalog, built.protector, built.bus, built.store.engine
             )
-            replayed, failing = replay(runner)
-            out.print(f"{config.name}: {replayed} replayed, {failing} still failing")
+            replayed, failing, superseded = replay(runner)
+            out.print(
+                f"{config.name}: {replayed} replayed, {failing} still failing, "
+                f"{superseded} superseded (taken in since by a later pull)"
+            )
         built.materialise()
