@@ -47,13 +47,16 @@ def _drop(tmp_path: Path) -> Path:
 
 
 def test_jsonl_rows_keep_their_line_numbers_versions_and_malformed_lines(tmp_path: Path) -> None:
-    source = FileSource(_config(_drop(tmp_path), batch_size=3))
+    inbox = _drop(tmp_path)
+    stat = (inbox / "events.jsonl").stat()
+    drop = f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+    source = FileSource(_config(inbox, batch_size=3))
     batches = list(source.batches({}))
     assert [len(b.rows) for b in batches] == [3, 3, 0]  # blank lines are not rows; the last batch closes the file
     assert [b.checkpoint for b in batches] == [
-        {"file": "events.jsonl", "line": 5},
-        {"file": "events.jsonl", "line": 8},
-        {"file": "events.jsonl", "line": 10**12},
+        {"file": "events.jsonl", "drop": drop, "line": 5},
+        {"file": "events.jsonl", "drop": drop, "line": 8},
+        {"file": "events.jsonl", "drop": drop, "line": 10**12},
     ]
     rows = [row for batch in batches for row in batch.rows]
     assert [r.position for r in rows] == [f"events.jsonl:{n}" for n in (1, 4, 5, 6, 7, 8)]
@@ -201,3 +204,27 @@ def test_csv_rows_whose_field_count_is_not_the_headers_are_rejected_with_their_v
     assert r3.rejected == "the row has 2 fields, the header 4" and r3.values == {"id": "r3", "address": "北京市海淀区"}
     assert r4.rejected is None and r4.values["address"] == "北京市,海淀区" and r4.values["phone"] == ""
     assert all("北京" not in (r.rejected or "") for r in batch.rows)  # reasons name no value
+
+
+def test_a_new_file_under_the_name_of_the_last_one_read_is_read_and_both_are_kept(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "events.jsonl").write_text('{"event_id": "a1"}\n{"event_id": "a2"}\n', encoding="utf-8")
+    source = FileSource(_config(inbox, batch_size=100))
+    (first,) = list(source.batches({}))
+    # Read to its end but not yet moved (a crash in between): the same drop, so its rows are skipped.
+    assert [b.rows for b in source.batches(first.checkpoint)] == [[]]
+    for callback in first.on_committed:
+        callback()
+    part = inbox / "events.jsonl.part"  # a corrected re-export, dropped by rename-on-complete
+    part.write_text('{"event_id": "b1"}\n{"event_id": "b2"}\n{"event_id": "b3"}\n', encoding="utf-8")
+    part.rename(inbox / "events.jsonl")
+    (again,) = list(source.batches(first.checkpoint))
+    assert [r.values["event_id"] for r in again.rows] == ["b1", "b2", "b3"]
+    # Named by the file it will be kept as, so its positions (and dead letters) are not the first drop's.
+    assert [r.position for r in again.rows] == ["events~2.jsonl:1", "events~2.jsonl:2", "events~2.jsonl:3"]
+    for callback in again.on_committed:
+        callback()
+    processed = tmp_path / "processed"
+    assert sorted(p.name for p in processed.iterdir()) == ["events.jsonl", "events~2.jsonl"]
+    assert "a1" in (processed / "events.jsonl").read_text() and "b1" in (processed / "events~2.jsonl").read_text()

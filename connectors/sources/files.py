@@ -42,6 +42,13 @@ def _checked(row: dict[str | None, Any], width: int) -> tuple[dict[str, Any], st
     return present, None
 
 
+def _drop_identity(path: Path) -> str:
+    """Which file this is, beyond its name: writers drop files by rename-on-complete, so a new drop is a
+    new inode with its own modification time, while a file being resumed keeps all three."""
+    stat = path.stat()
+    return f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 class FileSource:
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config
@@ -89,22 +96,41 @@ class FileSource:
                     if line.strip():
                         yield number, line, refused.pop(number, None)
 
-    def _move(self, path: Path, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), folder / path.name)
+    @staticmethod
+    def _place(path: Path, folder: Path) -> Path:
+        """Where ``path`` goes in ``folder``: beside, never over, an earlier file of the same name, so a
+        re-export under the name of one already read keeps both sets of original bytes."""
+        target, copy = folder / path.name, 1
+        while target.exists():
+            copy += 1
+            target = folder / f"{path.stem}~{copy}{path.suffix}"
+        return target
+
+    @staticmethod
+    def _move(path: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), target)
 
     def _batch(
-        self, path: Path, pending: list[Any], refused: list[tuple[int, str]], checkpoint: dict[str, Any]
+        self, name: str, pending: list[Any], refused: list[tuple[int, str]], checkpoint: dict[str, Any]
     ) -> Batch:
+        """A batch of the file kept as ``name``: its CSV rows, or its JSONL lines to be parsed by a worker."""
         if self.config.format == "csv":
             return Batch(pending, checkpoint)
-        return Batch(JsonLines(path.name, pending, self.config.version_from, tuple(refused)), checkpoint)
+        return Batch(JsonLines(name, pending, self.config.version_from, tuple(refused)), checkpoint)
 
     def batches(self, state: dict[str, Any]) -> Iterator[Batch]:
         files = sorted(p for p in self.inbox.glob(self.pattern) if not p.name.endswith(".part"))
         version_from = self.config.version_from
         for path in files:
-            start = int(state.get("line", 0)) if state.get("file") == path.name else 0
+            # The checkpoint names the file and this drop of it: a new file under the name of the last one
+            # read (a corrected re-export) is read from its start, not skipped as finished.
+            drop = _drop_identity(path)
+            same = state.get("file") == path.name and state.get("drop", drop) == drop
+            start = int(state.get("line", 0)) if same else 0
+            # Rows are named by the file they will be kept as (a re-export's "events~2.jsonl:7"), so
+            # every drop's positions, and its dead letters, are its own and lead to its bytes.
+            kept = self._place(path, self.processed)
             pending: list[Any] = []  # CSV rows, or (number, text) of JSONL lines
             refused: list[tuple[int, str]] = []  # JSONL lines refused already: (number, why)
             number = 0
@@ -118,20 +144,22 @@ class FileSource:
                             refused.append((number, problem))
                     else:
                         version = item.get(version_from) if version_from and problem is None else None
-                        pending.append(Row(f"{path.name}:{number}", item, version, problem))
+                        pending.append(Row(f"{kept.name}:{number}", item, version, problem))
                     if len(pending) >= self.config.batch_size:
-                        yield self._batch(path, pending, refused, {"file": path.name, "line": number})
+                        yield self._batch(
+                            kept.name, pending, refused, {"file": path.name, "drop": drop, "line": number}
+                        )
                         pending, refused = [], []
             except csv.Error as error:  # the parser cannot go on (say, a field past its size limit)
-                last = self._batch(path, pending, refused, {"file": path.name, "line": 10**12})
+                last = self._batch(kept.name, pending, refused, {"file": path.name, "drop": drop, "line": 10**12})
                 reason = (
                     f"the file is not CSV the parser can go on with after row {number} ({error}); moved to rejected/"
                 )
                 if isinstance(last.source, list):
-                    last.source.append(Row(f"{path.name}:{number + 1}", {}, None, reason))
-                last.on_committed.append(functools.partial(self._move, path, self.rejected))
+                    last.source.append(Row(f"{kept.name}:{number + 1}", {}, None, reason))
+                last.on_committed.append(functools.partial(self._move, path, self._place(path, self.rejected)))
                 yield last
                 continue
-            last = self._batch(path, pending, refused, {"file": path.name, "line": 10**12})
-            last.on_committed.append(functools.partial(self._move, path, self.processed))
+            last = self._batch(kept.name, pending, refused, {"file": path.name, "drop": drop, "line": 10**12})
+            last.on_committed.append(functools.partial(self._move, path, kept))
             yield last
