@@ -4,15 +4,26 @@ Delivery is at least once; the effect is exactly once because the store's upsert
 record key) and ordered by version in one SQL statement: a redelivered or older version changes nothing,
 a tombstone is a newer version marked deleted. Offsets are committed only after the store committed, so
 a crash replays, never skips.
+
+A message that is not a hub record event, or a record the store refuses (a personal field in clear, an
+unknown dataset, no subject index), would otherwise stop the materialiser at the same offset on every
+restart, and nothing after it would ever reach the store. Each becomes a dead letter of the connector
+``materialiser``, named by topic, partition and offset, with the reason; its bytes are not copied (they
+may hold anything) and stay on the bus at that offset. The rest of the batch is applied, and the offsets
+move past it. A database that is unreachable is not such a fault: that still stops the run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
-from connectors.bus.base import Bus
-from connectors.envelope import from_event
+from connectors.bus.base import Bus, Message
+from connectors.envelope import EnvelopeError, from_event
+from connectors.letterbox import store_dead_letters
+from hub.errors import CatalogError
 from hub.store import ProtectedRecord, RecordStore
+from hub.store.records import StoreError
 
 GROUP = "materialiser"
 
@@ -25,6 +36,49 @@ def latest_versions(records: Sequence[ProtectedRecord]) -> list[ProtectedRecord]
         if key not in newest or newest[key].version < record.version:
             newest[key] = record
     return list(newest.values())
+
+
+Refusal = tuple[Message, str]  # a message the materialiser cannot apply, and why
+
+
+def _apply(store: RecordStore, messages: Sequence[Message]) -> list[Refusal]:
+    """Upsert what the messages carry; returns those refused. The usual batch takes the fast path (one
+    pass, one upsert); only a batch with a fault is gone through message by message to find it. Only a
+    refusal of the message or record itself is isolated so: any other error (the database) propagates."""
+    refused: list[Refusal] = []
+    try:
+        records = [from_event(m.value) for m in messages]
+        carried: Sequence[Message] = messages
+    except EnvelopeError:
+        records, carried = [], []
+        for message in messages:
+            try:
+                records.append(from_event(message.value))
+                carried.append(message)
+            except EnvelopeError as error:
+                refused.append((message, str(error)))
+    try:
+        store.upsert(latest_versions(records))
+    except (StoreError, CatalogError):
+        for record, message in zip(records, carried, strict=True):
+            try:
+                store.upsert([record])
+            except (StoreError, CatalogError) as error:
+                refused.append((message, str(error)))
+    return refused
+
+
+def _dead_letters(store: RecordStore, refused: Sequence[Refusal]) -> None:
+    letter = {"connector": GROUP, "sealed_row": b"", "created_at": datetime.now(UTC), "status": "open"}
+    # The message stays on the bus at its offset; its bytes, which may hold anything, are not copied.
+    store_dead_letters(
+        store.engine,
+        [
+            letter
+            | {"dataset": m.topic, "position": f"{m.topic}/{m.partition}/{m.offset}", "reason": f"not applied: {why}"}
+            for m, why in refused
+        ],
+    )
 
 
 def materialise(
@@ -47,9 +101,11 @@ def materialise(
                 if consumer.caught_up():
                     return applied
                 continue
-            store.upsert(latest_versions([from_event(m.value) for m in messages]))
+            refused = _apply(store, messages)
+            if refused:  # before the offsets move past them
+                _dead_letters(store, refused)
             consumer.commit(messages)
-            applied += len(messages)
+            applied += len(messages) - len(refused)
             if progress is not None:
                 progress(applied)
     finally:

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from connectors.bus.base import Bus, dead_letter_topic, records_topic
 from connectors.config import ConnectorConfig
 from connectors.envelope import to_event
+from connectors.letterbox import store_dead_letters
 from connectors.mapping import MappedRecord, Mapper, RecordRejected
 from connectors.sources.base import REFUSED, Row, Source
 from connectors.sources.files import FileSource
@@ -136,14 +136,6 @@ class ConnectorRunner:
         context = encode_context("dead-letter", letter.connector, letter.position)
         values: dict[str, Any] = json.loads(self.protector.keys.unseal_with(letter.sealed_row, context))
         return values
-
-    def _store_dead_letters(self, letters: list[dict[str, Any]]) -> None:
-        if not letters:
-            return
-        table = DeadLetter.__table__  # type: ignore[attr-defined]
-        insert = postgresql.insert(table) if self.store.dialect.name == "postgresql" else sqlite.insert(table)
-        with self.store.begin() as connection:
-            connection.execute(insert.on_conflict_do_nothing(index_elements=["connector", "position"]), letters)
 
     # -- the run ----------------------------------------------------------------------------------------
 
@@ -285,7 +277,7 @@ class ConnectorRunner:
             self.publish(prepared)
         letters = prepared.letters
         if letters:
-            self._store_dead_letters(letters)
+            store_dead_letters(self.store, letters)
         report.rows += prepared.rows
         for shape, count in prepared.shapes.items():
             for column in self._dropped(shape):

@@ -547,6 +547,40 @@ def test_a_csv_row_with_a_stray_separator_is_a_dead_letter_and_the_file_goes_on(
     pipeline.bus.close()
 
 
+def test_a_message_the_materialiser_cannot_apply_is_a_dead_letter_and_the_rest_go_in(tmp_path: Path) -> None:
+    from connectors.bus.base import records_topic
+    from connectors.envelope import to_event
+    from hub.store import ProtectedRecord
+    from hub.store.records import Provenance
+
+    manifest = generate_sources(tmp_path / "var" / "sources", residents=60, seed=SEED)
+    police = next(s for s in manifest.sources if s.dataset == "police.incident")
+    settings, pipeline = _build(
+        {"var_dir": str(tmp_path / "var"), "master_key": "99" * 32}, _connectors_dir(tmp_path, 40)
+    )
+    topic = records_topic("police.incident")
+    provenance = Provenance("police", "x", "p:1", datetime.now(UTC), None)
+
+    def event(dataset: str, clear: dict[str, Any]) -> tuple[bytes, bytes]:
+        return to_event(ProtectedRecord(dataset, "K1", 1, provenance, b"\x01" * 32, clear, b"", False))
+
+    pipeline.bus.publish(topic, [(b"k0", b"not an event")])  # before the connector's records, and after
+    (report,) = pipeline.run(settings, ["police"])
+    pipeline.bus.publish(topic, [event("police.incident", {"caller_name": "in clear"}), event("nope.x", {})])
+    assert pipeline.materialise(idle_seconds=0.3) == report.published  # not stuck at the first bad message
+    assert pipeline.store.count("police.incident") == police.records - police.dirty
+    letters = [d for d in list_dead_letters(pipeline.store.engine) if d.connector == "materialiser"]
+    assert sorted(d.reason for d in letters) == [
+        "not applied: malformed record event: JSONDecodeError",
+        "not applied: police.incident.caller_name is personal and must be sealed, not stored in clear",
+        "not applied: unknown dataset 'nope.x'",
+    ]
+    assert all(d.position.startswith(f"{topic}/") and d.dataset == topic for d in letters)
+    assert pipeline.materialise(idle_seconds=0.3) == 0  # the offsets moved past them
+    assert len([d for d in list_dead_letters(pipeline.store.engine) if d.connector == "materialiser"]) == 3
+    pipeline.bus.close()
+
+
 def test_half_written_files_are_not_read(tmp_path: Path) -> None:
     generate_sources(tmp_path / "var" / "sources", residents=60, seed=SEED)
     inbox = tmp_path / "var" / "sources" / "civil_affairs" / "inbox"
