@@ -228,3 +228,14 @@ def test_a_new_file_under_the_name_of_the_last_one_read_is_read_and_both_are_kep
     processed = tmp_path / "processed"
     assert sorted(p.name for p in processed.iterdir()) == ["events.jsonl", "events~2.jsonl"]
     assert "a1" in (processed / "events.jsonl").read_text() and "b1" in (processed / "events~2.jsonl").read_text()
+
+
+def test_a_csv_header_that_repeats_a_name_is_no_fault_and_blank_rows_are_not_counted(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text("id,note,note\nr1,a,b\n\nr2,c,d\n", encoding="utf-8")
+    (batch,) = list(FileSource(_csv_config(inbox)).batches({}))
+    assert [(r.position, r.values, r.rejected) for r in batch.rows] == [
+        ("a.csv:2", {"id": "r1", "note": "b"}, None),  # the later column wins, as csv.DictReader had it
+        ("a.csv:3", {"id": "r2", "note": "d"}, None),
+    ]

@@ -23,23 +23,20 @@ from connectors.config import ConnectorConfig
 from connectors.sources.base import Batch, JsonLines, Row
 
 
-def _checked(row: dict[str | None, Any], width: int) -> tuple[dict[str, Any], str | None]:
-    """A CSV row, and why it cannot be taken in when its field count is not the header's.
+def _checked(header: list[str], row: list[str]) -> tuple[dict[str, Any], str | None]:
+    """A CSV row by column name, and why it cannot be taken in when its field count is not the header's.
 
     Such a row cannot be trusted column by column: a separator left unquoted (an address with a comma)
-    shifts every later value into the wrong column, and a cut line loses its end. The csv module puts
-    the surplus values under the key None and fills missing ones with None; the row keeps its values
-    (the surplus under ``__extra_fields__``), sealed in its dead letter.
+    shifts every later value into the wrong column, and a cut line loses its end. The row keeps its
+    values (any surplus under ``__extra_fields__``), sealed in its dead letter. Counts are of the fields
+    as written, so a header that repeats a name (the later column wins, as before) is no fault.
     """
-    extra = row.pop(None, None)
-    if extra is not None:
-        kept: dict[str, Any] = {k: v for k, v in row.items() if k is not None}
-        kept["__extra_fields__"] = extra
-        return kept, f"the row has {width + len(extra)} fields, the header {width}"
-    present = {k: v for k, v in row.items() if k is not None and v is not None}
-    if len(present) < width:
-        return present, f"the row has {len(present)} fields, the header {width}"
-    return present, None
+    values: dict[str, Any] = dict(zip(header, row, strict=False))
+    if len(row) == len(header):
+        return values, None
+    if len(row) > len(header):
+        values["__extra_fields__"] = row[len(header) :]
+    return values, f"the row has {len(row)} fields, the header {len(header)}"
 
 
 def _drop_identity(path: Path) -> str:
@@ -82,12 +79,16 @@ class FileSource:
         with path.open("rb") as handle:
             lines = self._lines(handle, refused)
             if self.config.format == "csv":
-                reader = csv.DictReader(lines)
-                width, read_to = len(reader.fieldnames or ()), reader.line_num  # the header is read here
-                for number, row in enumerate(reader, start=2):
-                    values, problem = _checked(row, width)
-                    spans = range(read_to + 1, reader.line_num + 1)
+                reader = csv.reader(lines)
+                header, read_to = next(reader, []), reader.line_num
+                number = 1  # rows are numbered as before: the header is 1, blank rows are not counted
+                for row in reader:
+                    spans = range(read_to + 1, reader.line_num + 1)  # the lines this row was read from
                     read_to = reader.line_num
+                    if not row:
+                        continue
+                    number += 1
+                    values, problem = _checked(header, row)
                     if problem is None and any(line in refused for line in spans):
                         problem = f"the row is not valid {self.encoding}"
                     yield number, values, problem
