@@ -183,3 +183,14 @@ def test_push_goes_through_validation_and_dead_letters(world: World) -> None:
         assert "110105194912310026" not in json.dumps(answer)
         with pytest.raises(Exception, match="own datasets"):
             partner.push("police.incident", [good])
+        # Two pushes under one X-Request-Id, a different faulty record at the same index in each: both
+        # kept as dead letters, since a push's rows are named by its signed request's nonce.
+        path, same_id = "/v1/partner/datasets/civil_affairs.vulnerable_person/records", {"X-Request-Id": "batch-00001"}
+        for number in ("3", "4"):
+            faulty = {**bad, "person_no": f"MZ-PUSH-{number}"}
+            partner._call("POST", path, json={"records": [faulty]}, headers=same_id)
+    from connectors.deadletters import list_dead_letters
+
+    pushed = [d for d in list_dead_letters(world.hub.store.engine) if d.connector.startswith("push:")]
+    assert len(pushed) == 3 and len({d.position for d in pushed}) == 3
+    assert all(d.position.startswith("push:civil-push/") for d in pushed)

@@ -149,6 +149,7 @@ async def partner(request: Request) -> PartnerKey:
         await audit_failure(request, "replayed-nonce", key_id, found.agency)
         raise Unauthorized("this nonce was used before (replay refused)", "replayed-request", 'Signature realm="hub"')
     request.state.partner_key = found.key_id
+    request.state.partner_nonce = nonce  # used once by this key: what names a push's rows (routes.partner)
     return found
 
 

@@ -149,7 +149,9 @@ async def push(dataset: str, body: PushIn, request: Request, key: Annotated[Part
                 hub.store.engine,
                 dataset,
                 f"partner-push:{key.key_id}",
-                f"push:{request_id_of(request)}",
+                # Named by the signed request's key and nonce, which the hub takes once: a push's rows and
+                # dead letters are its own even when a partner sends the same X-Request-Id twice.
+                f"push:{key.key_id}/{request.state.partner_nonce}",
                 body.records,
             )
         finally:
