@@ -11,6 +11,11 @@ restart, and nothing after it would ever reach the store. Each becomes a dead le
 ``materialiser``, named by topic, partition and offset, with the reason; its bytes are not copied (they
 may hold anything) and stay on the bus at that offset. The rest of the batch is applied, and the offsets
 move past it. A database that is unreachable is not such a fault: that still stops the run.
+
+Some of those faults are the hub's, not the producer's: a materialiser still on an older catalog refuses
+a dataset the connectors already publish (a rolling upgrade). :func:`replay_letters` reads each open
+letter's message again from its offset and applies it with the current catalog; the upsert by version
+makes that safe however late it comes (an older version than the store's changes nothing).
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from sqlmodel import Session, col, select
+
 from connectors.bus.base import Bus, Message
 from connectors.envelope import EnvelopeError, from_event
 from connectors.letterbox import store_dead_letters
+from connectors.tables import DeadLetter
 from hub.errors import CatalogError
 from hub.store import ProtectedRecord, RecordStore
 from hub.store.records import StoreError
@@ -110,3 +118,50 @@ def materialise(
                 progress(applied)
     finally:
         consumer.close()
+
+
+def _where(position: str) -> tuple[str, int, int] | None:
+    """(topic, partition, offset) of a materialiser letter's position ``topic/partition/offset``."""
+    topic, _, rest = position.rpartition("/")
+    topic, _, partition = topic.rpartition("/")
+    if not (topic and partition.isdigit() and rest.isdigit()):
+        return None
+    return topic, int(partition), int(rest)
+
+
+def replay_letters(bus: Bus, store: RecordStore) -> tuple[int, int]:
+    """Apply the materialiser's open dead letters again; returns (replayed, still failing).
+
+    Each letter's message is read again from the bus at its offset, outside the materialiser's group (its
+    offsets do not move), and applied with the store's current catalog. What goes in is marked
+    ``replayed``; what is still refused, or no longer on the bus, stays open with the reason now.
+    """
+    with Session(store.engine) as session:
+        letters = session.exec(
+            select(DeadLetter)
+            .where(DeadLetter.connector == GROUP, DeadLetter.status == "open")
+            .order_by(col(DeadLetter.id))
+        ).all()
+    replayed = failing = 0
+    for letter in letters:
+        where = _where(letter.position)
+        message = None if where is None else bus.fetch(*where)
+        if message is None:
+            reason = "not applied: the message is no longer on the bus at this offset"
+        else:
+            refused = _apply(store, [message])
+            reason = f"not applied: {refused[0][1]}" if refused else ""
+        with Session(store.engine) as session:
+            stored = session.get(DeadLetter, letter.id)
+            if stored is not None:
+                if reason:
+                    stored.reason = reason
+                else:
+                    stored.status = "replayed"
+                session.add(stored)
+                session.commit()
+        if reason:
+            failing += 1
+        else:
+            replayed += 1
+    return replayed, failing

@@ -83,6 +83,24 @@ def test_committed_offsets_survive_and_uncommitted_messages_come_back(bus: Bus) 
     assert len(_drain(other_group, 100)) == 100
 
 
+def test_one_message_is_fetched_by_its_offset_without_moving_any_group(bus: Bus) -> None:
+    topic = _topic()
+    bus.publish(topic, [(f"k{n}".encode(), f"v{n}".encode()) for n in range(40)])
+    consumer = bus.consumer("group-f", [topic])
+    got = _drain(consumer, 40)
+    consumer.commit(got[:10])
+    consumer.close()
+    for message in got[::7]:
+        assert bus.fetch(topic, message.partition, message.offset) == message
+    last = max(m.offset for m in got if m.partition == got[0].partition)
+    assert bus.fetch(topic, got[0].partition, last + 1) is None  # never written
+    assert bus.fetch(topic, got[0].partition, -1) is None
+    assert bus.fetch(topic, 99, 0) is None  # no such partition
+    again = bus.consumer("group-f", [topic])  # the group's offsets are where its own commit left them
+    assert len(_drain(again, 30, timeout=5.0)) == 30
+    again.close()
+
+
 def test_envelope_round_trip_is_a_cloudevent_without_plaintext() -> None:
     record = ProtectedRecord(
         dataset_id="health.visit",

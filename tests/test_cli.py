@@ -67,3 +67,23 @@ def test_demo_runs_again_on_its_own_state_and_refuses_a_folder_it_did_not_make(t
     assert refused.returncode != 0
     assert refused.stderr.strip().splitlines()[-1].startswith("error: ") and "HUB_VAR_DIR" in refused.stderr
     assert (foreign / "var" / "precious.db").read_bytes() == b"a real hub's state"
+
+
+def test_dlq_replay_names_the_materialiser_as_it_names_a_connector(tmp_path: Path) -> None:
+    from connectors.bus.base import records_topic
+    from connectors.bus.local import LocalBus
+    from hub.synthetic import generate_sources
+
+    generate_sources(tmp_path / "var" / "sources", residents=30, seed=7)
+    env = {"HUB_VAR_DIR": str(tmp_path / "var"), "HUB_MASTER_KEY": "5c" * 32}
+    first = run_hub(["connectors", "run", "police"], tmp_path, **env)
+    assert first.returncode == 0, first.stderr
+    bus = LocalBus(tmp_path / "var" / "bus")
+    bus.publish(records_topic("police.incident"), [(b"k", b"not an event")])
+    bus.close()
+    again = run_hub(["connectors", "run", "police"], tmp_path, **env)  # materialises: one letter more
+    assert again.returncode == 0, again.stderr
+    result = run_hub(["connectors", "dlq", "replay", "materialiser"], tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    assert "materialiser: 0 replayed, 1 still failing" in result.stdout
+    assert "police.incident:" not in result.stdout  # only what was named

@@ -547,17 +547,23 @@ def test_a_csv_row_with_a_stray_separator_is_a_dead_letter_and_the_file_goes_on(
     pipeline.bus.close()
 
 
+def _police_pipeline(tmp_path: Path) -> tuple[Any, Settings, Pipeline]:
+    """Generated sources of 60 residents, a pipeline over them (batches of 40), and the police source's manifest."""
+    manifest = generate_sources(tmp_path / "var" / "sources", residents=60, seed=SEED)
+    police = next(s for s in manifest.sources if s.dataset == "police.incident")
+    settings, pipeline = _build(
+        {"var_dir": str(tmp_path / "var"), "master_key": "99" * 32}, _connectors_dir(tmp_path, 40)
+    )
+    return police, settings, pipeline
+
+
 def test_a_message_the_materialiser_cannot_apply_is_a_dead_letter_and_the_rest_go_in(tmp_path: Path) -> None:
     from connectors.bus.base import records_topic
     from connectors.envelope import to_event
     from hub.store import ProtectedRecord
     from hub.store.records import Provenance
 
-    manifest = generate_sources(tmp_path / "var" / "sources", residents=60, seed=SEED)
-    police = next(s for s in manifest.sources if s.dataset == "police.incident")
-    settings, pipeline = _build(
-        {"var_dir": str(tmp_path / "var"), "master_key": "99" * 32}, _connectors_dir(tmp_path, 40)
-    )
+    police, settings, pipeline = _police_pipeline(tmp_path)
     topic = records_topic("police.incident")
     provenance = Provenance("police", "x", "p:1", datetime.now(UTC), None)
 
@@ -578,6 +584,38 @@ def test_a_message_the_materialiser_cannot_apply_is_a_dead_letter_and_the_rest_g
     assert all(d.position.startswith(f"{topic}/") and d.dataset == topic for d in letters)
     assert pipeline.materialise(idle_seconds=0.3) == 0  # the offsets moved past them
     assert len([d for d in list_dead_letters(pipeline.store.engine) if d.connector == "materialiser"]) == 3
+    pipeline.bus.close()
+
+
+def test_a_materialiser_on_an_older_catalog_leaves_letters_that_a_replay_takes_in(tmp_path: Path) -> None:
+    from connectors.bus.base import records_topic
+    from connectors.materialiser import materialise, replay_letters
+    from hub.catalog import load_catalog
+    from hub.catalog.loader import default_catalog_dir
+    from hub.store import RecordStore
+
+    police, settings, pipeline = _police_pipeline(tmp_path)
+    topic = records_topic("police.incident")
+    (report,) = pipeline.run(settings, ["police"])
+    pipeline.bus.publish(topic, [(b"k0", b"not an event")])
+    # A rolling upgrade: the connectors publish a dataset that the materialiser's catalog does not know yet.
+    older = tmp_path / "older-catalog"
+    shutil.copytree(default_catalog_dir(), older)
+    (older / "police.incident.toml").unlink()
+    stale = RecordStore(pipeline.store.engine, load_catalog(older))
+    assert materialise(pipeline.bus, stale, [topic], idle_seconds=0.3) == 0
+    letters = [d for d in list_dead_letters(pipeline.store.engine) if d.connector == "materialiser"]
+    assert len(letters) == report.published + 1
+    assert pipeline.store.count("police.incident") == 0
+    # Upgraded: the letters' messages are read again from their offsets and go in; the bad one stays open.
+    assert replay_letters(pipeline.bus, pipeline.store) == (report.published, 1)
+    assert pipeline.store.count("police.incident") == police.records - police.dirty
+    (still,) = [d for d in list_dead_letters(pipeline.store.engine) if d.connector == "materialiser"]
+    assert still.reason == "not applied: malformed record event: JSONDecodeError"
+    replayed = list_dead_letters(pipeline.store.engine, status="replayed")
+    assert len(replayed) == report.published and {d.connector for d in replayed} == {"materialiser"}
+    assert replay_letters(pipeline.bus, pipeline.store) == (0, 1)  # done with; the materialiser's offsets moved on
+    assert pipeline.materialise(idle_seconds=0.3) == 0
     pipeline.bus.close()
 
 

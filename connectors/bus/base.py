@@ -58,4 +58,9 @@ class Bus(Protocol):
 
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer: ...
 
+    def fetch(self, topic: str, partition: int, offset: int) -> Message | None:
+        """The one message at this offset, outside any group (a dead letter's replay reads it again); None
+        when the partition holds no message there (never written, or gone with the topic's retention)."""
+        ...
+
     def close(self) -> None: ...

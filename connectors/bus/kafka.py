@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Sequence
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -21,6 +22,7 @@ from kafka.structs import OffsetAndMetadata
 from connectors.bus.base import Message, partition_for
 
 DEFAULT_PARTITIONS = 4
+_PAST_THE_END_WAIT = 2.0  # seconds a fetch past the reported end polls before it answers None
 
 
 class BusUnavailable(RuntimeError):
@@ -83,6 +85,36 @@ class KafkaBus:
         return KafkaBusConsumer(
             self.servers, self.namespace + group, [self.namespace + t for t in topics], self.partitions, self.namespace
         )
+
+    def fetch(self, topic: str, partition: int, offset: int) -> Message | None:
+        # A consumer of no group, for one message: a replay must not move the materialiser's offsets.
+        if offset < 0 or not 0 <= partition < self.partitions:
+            return None
+        tp = TopicPartition(self.namespace + topic, partition)
+        consumer = KafkaConsumer(bootstrap_servers=self.servers, group_id=None, enable_auto_commit=False)
+        try:
+            if partition not in (consumer.partitions_for_topic(tp.topic) or set()):
+                return None
+            consumer.assign([tp])
+            if offset < consumer.beginning_offsets([tp])[tp]:
+                return None  # gone with the topic's retention
+            # The end offset decides only how long to wait: Tansu reports its last record batch's base offset
+            # plus one, so an offset past that end may still be there. One said to exist must come back.
+            there = offset < consumer.end_offsets([tp])[tp]
+            consumer.seek(tp, offset)
+            deadline = time.monotonic() + (self.timeout if there else _PAST_THE_END_WAIT)
+            while time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=500, max_records=1).values():
+                    for r in batch:  # a later offset: the one asked for was compacted away
+                        found = r.offset == offset
+                        return Message(topic, partition, r.offset, r.key or b"", r.value or b"") if found else None
+            if there:
+                raise BusUnavailable(f"Kafka did not return offset {offset} of {topic}/{partition} in time")
+            return None
+        except KafkaError as error:
+            raise BusUnavailable(f"Kafka did not answer: {type(error).__name__}") from None
+        finally:
+            consumer.close()
 
     def close(self) -> None:
         self._producer.close(self.timeout)

@@ -197,6 +197,12 @@ class LocalBus:
     def read(self, topic: str, partition: int, start: int, limit: int) -> list[Message]:
         return self._reader(topic, partition).read(topic, partition, start, limit)
 
+    def fetch(self, topic: str, partition: int, offset: int) -> Message | None:
+        if offset < 0 or not 0 <= partition < self.partitions:
+            return None
+        found = self.read(topic, partition, offset, 1)
+        return found[0] if found else None
+
     def end_offsets(self, topic: str) -> dict[int, int]:
         # The cached index: a caught-up check after every idle poll used to re-read and re-check every record
         # of every partition from the start.

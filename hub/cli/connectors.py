@@ -13,7 +13,7 @@ from rich.table import Table
 from connectors.bus.base import records_topic
 from connectors.bus.local import LocalBus
 from connectors.deadletters import list_dead_letters, replay
-from connectors.materialiser import GROUP
+from connectors.materialiser import GROUP, replay_letters
 from connectors.pipeline import Pipeline, places
 from connectors.runner import ConnectorRunner, RunReport
 from hub.cli.console import out
@@ -120,18 +120,28 @@ def dlq_list() -> None:
 
 @dlq.command("replay")
 def dlq_replay(
-    agencies: Annotated[list[str] | None, typer.Argument(help="agencies or connector names")] = None,
+    agencies: Annotated[
+        list[str] | None, typer.Argument(help=f"agencies or connector names; {GROUP!r} for the materialiser's")
+    ] = None,
 ) -> None:
-    """Re-run open dead letters through the current mapping; publish and materialise what passes now."""
+    """Re-run open dead letters through the current mapping and catalog; publish and materialise what passes now."""
     settings = get_settings()
-    with pipeline(settings) as built, places(settings, built.select(agencies or [])) as where:
-        for config in built.select(agencies or []):
-            runner = ConnectorRunner(
-                config.resolve(**where), built.catalog, built.protector, built.bus, built.store.engine
-            )
-            replayed, failing, superseded = replay(runner)
-            out.print(
-                f"{config.name}: {replayed} replayed, {failing} still failing, "
-                f"{superseded} superseded (taken in since by a later pull)"
-            )
+    names = agencies or []
+    connectors = [n for n in names if n != GROUP]
+    with pipeline(settings) as built:
+        configs = built.select(connectors) if connectors or not names else []
+        with places(settings, configs) as where:
+            for config in configs:
+                runner = ConnectorRunner(
+                    config.resolve(**where), built.catalog, built.protector, built.bus, built.store.engine
+                )
+                replayed, failing, superseded = replay(runner)
+                out.print(
+                    f"{config.name}: {replayed} replayed, {failing} still failing, "
+                    f"{superseded} superseded (taken in since by a later pull)"
+                )
+        if not names or GROUP in names:
+            # Read again from the bus at their offsets and applied with the current catalog.
+            replayed, failing = replay_letters(built.bus, built.store)
+            out.print(f"{GROUP}: {replayed} replayed, {failing} still failing")
         built.materialise()
