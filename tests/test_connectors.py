@@ -252,6 +252,62 @@ def test_sql_rows_without_a_watermark_are_dead_letters_until_the_source_dates_th
     pipeline.bus.close()
 
 
+def test_sql_rows_without_a_key_are_dead_letters_and_cost_no_other_row(tmp_path: Path) -> None:
+    """A row whose key is NULL cannot be ordered or named by its key: it must neither end a batch (the
+    next batch, "after (watermark, NULL)", would skip every row sharing that watermark) nor slip into a
+    batch under the name "key=None". Each pull hands it on as one dead letter, named by its watermark."""
+    manifest = generate_sources(tmp_path / "var" / "sources", residents=120, seed=SEED)
+    police = next(s for s in manifest.sources if s.dataset == "police.incident")
+    dirty = _dirty_keys(manifest).get("police.incident", set())
+    with sqlite3.connect(tmp_path / "var/sources/police/police.db") as db:
+        # SQLite lets a TEXT PRIMARY KEY hold NULL (an old quirk it keeps), so the table stays as it is.
+        in_order = "SELECT alarm_no FROM bj_alarm WHERE is_deleted = 0 ORDER BY last_modified, alarm_no"
+        ordered = [k for (k,) in db.execute(in_order)]
+        clean = [k for k in ordered if k not in dirty]
+        keyless = [clean[4], clean[9], clean[10]]  # at the first batch ends (batches of 5)
+        # Two of them share a watermark with their neighbours, the third with the second: ties the pull
+        # must still take in full, and two letters that differ only by their place among the keyless.
+        for k in keyless:
+            db.execute(
+                "UPDATE bj_alarm SET last_modified = (SELECT last_modified FROM bj_alarm WHERE alarm_no = ?) "
+                "WHERE alarm_no = ?",
+                (clean[clean.index(k) + 1], k),
+            )
+        db.execute(
+            "UPDATE bj_alarm SET last_modified = (SELECT last_modified FROM bj_alarm WHERE alarm_no = ?) "
+            "WHERE alarm_no = ?",
+            (keyless[1], keyless[2]),
+        )
+        marks = {k: m for k, m in db.execute("SELECT alarm_no, last_modified FROM bj_alarm")}
+        db.executemany("UPDATE bj_alarm SET alarm_no = NULL WHERE alarm_no = ?", [(k,) for k in keyless])
+    overrides = {"var_dir": str(tmp_path / "var"), "master_key": "56" * 32, "connector_workers": "2"}
+    settings, pipeline = _build(overrides, _connectors_dir(tmp_path, 5))
+    for _ in range(2):  # a second pull finds them again, and adds no letter
+        (report,) = pipeline.run(settings, ["police"])
+        pipeline.materialise(idle_seconds=0.3)
+        letters = [d for d in list_dead_letters(pipeline.store.engine) if d.connector == "police.incident"]
+        assert len(letters) == police.dirty + len(keyless)
+        keyed = sorted(d.position for d in letters if "key column alarm_no is empty" in d.reason)
+        assert keyed == sorted(
+            [
+                f"bj_alarm.alarm_no=NULL@{marks[keyless[0]]}#1",
+                f"bj_alarm.alarm_no=NULL@{marks[keyless[1]]}#1",
+                f"bj_alarm.alarm_no=NULL@{marks[keyless[1]]}#2",
+            ]
+        )
+        assert pipeline.store.count("police.incident") == police.records - police.dirty - len(keyless)
+    assert report.dead_letters == len(keyless)  # nothing else was new, and these are reported every pull
+    # Replay cannot name them either: they stay open, still saying why.
+    config = pipeline.configs["police.incident"]
+    with places(settings, [config]) as where:
+        runner = ConnectorRunner(
+            config.resolve(**where), pipeline.catalog, pipeline.protector, pipeline.bus, pipeline.store.engine
+        )
+        assert replay(runner) == (0, police.dirty + len(keyless), 0)
+    assert len([d for d in list_dead_letters(pipeline.store.engine) if "key column" in d.reason]) == len(keyless)
+    pipeline.bus.close()
+
+
 CHILD = """
 import json, sys
 from pathlib import Path

@@ -155,3 +155,56 @@ def test_a_source_file_replaced_at_the_same_path_is_read_afresh(tmp_path: Path) 
         db.execute("CREATE TABLE visit (visit_no TEXT PRIMARY KEY, name TEXT, update_time TEXT NOT NULL)")
         db.execute("INSERT INTO visit VALUES ('w001', 'new', '2026-12-01 08:00:00')")
     assert _keys(list(_source(url, 4).batches({}))) == [["w001"]]
+
+
+def _keyless_rows(batches: list[Batch]) -> list[tuple[str, str | None]]:
+    return [(row.position, row.values["name"]) for batch in batches for row in batch.rows if row.rejected]
+
+
+def test_rows_whose_key_is_null_end_no_batch_and_come_last_as_rejected_rows(tmp_path: Path) -> None:
+    """SQLite lets a TEXT PRIMARY KEY hold NULL. Such a row must not end a batch: the next one, "after
+    (watermark, NULL)", would pass over every row sharing its watermark."""
+    url = _database(tmp_path, 12)  # four rows a watermark
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        db.execute("ALTER TABLE visit RENAME TO old")
+        db.execute("CREATE TABLE visit (visit_no TEXT PRIMARY KEY, name TEXT, update_time TEXT)")
+        db.execute("INSERT INTO visit SELECT * FROM old")
+        db.execute("UPDATE visit SET visit_no = NULL WHERE visit_no IN ('v003', 'v004', 'v005')")
+        db.execute("INSERT INTO visit VALUES (NULL, 'both', NULL)")  # no key and no watermark
+    batches = list(_source(url, 3).batches({}))
+    pulled = [b for b in batches if isinstance(b.source, SqlRange)]
+    keyed = ["v000", "v001", "v002", *(f"v{n:03d}" for n in range(6, 12))]
+    assert [k for batch in _keys(pulled) for k in batch] == keyed
+    assert all(row.rejected is None for batch in pulled for row in batch.rows)
+    # Named by watermark and place among the tied keyless rows, in the order of their values.
+    assert _keyless_rows(batches[len(pulled) :]) == [
+        ("visit.visit_no=NULL@NULL#1", "both"),
+        ("visit.visit_no=NULL@2026-11-01 08:00:00#1", "name 3"),
+        ("visit.visit_no=NULL@2026-11-02 08:00:00#1", "name 4"),
+        ("visit.visit_no=NULL@2026-11-02 08:00:00#2", "name 5"),
+    ]
+    assert "key column visit_no is empty" in (batches[-1].rows[-1].rejected or "")
+    assert _keyless_rows(list(_source(url, 3).batches({}))) == _keyless_rows(batches)  # the same names each pull
+
+
+def test_a_postgresql_source_keeps_rows_whose_key_is_null_out_of_its_batches(postgres_url: str) -> None:
+    """PostgreSQL sorts NULL last, so "the last row" of a descending query would be a keyless one."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS visit"))
+        connection.execute(text("CREATE TABLE visit (visit_no TEXT, name TEXT, update_time TIMESTAMPTZ)"))
+        connection.execute(
+            text("INSERT INTO visit VALUES (:k, :n, :t)"),
+            [{"k": f"v{n:03d}", "n": f"name {n}", "t": f"2026-11-{1 + n // 3:02d}T08:00:00+08:00"} for n in range(7)]
+            + [{"k": None, "n": "late", "t": "2026-11-03T08:00:00+08:00"}],  # ties the last rows' watermark
+        )
+    engine.dispose()
+    for size in (3, 20):
+        batches = list(_source(postgres_url, size).batches({}))
+        pulled = [b for b in batches if isinstance(b.source, SqlRange)]
+        assert [k for batch in _keys(pulled) for k in batch] == [f"v{n:03d}" for n in range(7)]
+        assert pulled[-1].checkpoint["key"] == "v006"
+        ((position, name),) = _keyless_rows(batches)
+        assert position.startswith("visit.visit_no=NULL@2026-11-03") and name == "late"

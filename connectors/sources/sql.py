@@ -12,11 +12,15 @@ watermark past the batch's end, so a later batch (or the next run) reads it; a r
 a planned range is read with it.
 
 A row whose watermark is NULL is out of every pull's reach, so each pull ends by handing such rows on as
-rejected: they become dead letters that say why, rather than rows nobody ever reads.
+rejected: they become dead letters that say why, rather than rows nobody ever reads. So is a row whose key
+is NULL (SQLite lets a TEXT PRIMARY KEY hold one; a view's key column may): it has no place in the (watermark,
+key) order, and as a batch's end it would make the next batch skip every row sharing its watermark.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -104,7 +108,8 @@ class SqlRange(NamedTuple):
         query: Select[Any] = select(literal_column("*")).select_from(table(self.table))
         if self.start is not None:
             query = query.where(_after(engine, watermark, key, *self.start))
-        query = query.where(_up_to(engine, watermark, key, *self.end)).order_by(column(watermark), column(key))
+        query = query.where(_up_to(engine, watermark, key, *self.end), column(key).is_not(None))
+        query = query.order_by(column(watermark), column(key))
         with engine.connect() as connection:
             found = [dict(r) for r in connection.execute(query).mappings()]
         new = tuple.__new__
@@ -124,8 +129,11 @@ class SqlSource:
         key: ColumnClause[Any] = column(self.config.key)
         engine = _engine(self.url)
         # Never a row whose watermark is NULL: as a batch's end it would make the batch empty and the pull
-        # stop there (databases sort NULL first or last), with every row after it unread.
-        query: Select[Any] = select(watermark, key).select_from(table(self.table_name)).where(watermark.is_not(None))
+        # stop there (databases sort NULL first or last), with every row after it unread. Nor one whose key
+        # is NULL: "after (mark, NULL)" is true of no row with that mark, so the next batch would skip them.
+        query: Select[Any] = (
+            select(watermark, key).select_from(table(self.table_name)).where(watermark.is_not(None), key.is_not(None))
+        )
         if after is not None:
             query = query.where(_after(engine, self.watermark_name, self.config.key, *after))
         with engine.connect() as connection:
@@ -151,6 +159,7 @@ class SqlSource:
                 break
             after = end
         yield from self._without_watermark(checkpoint)
+        yield from self._without_key(checkpoint)
 
     def _without_watermark(self, checkpoint: dict[str, Any]) -> Iterator[Batch]:
         """The rows whose watermark is NULL, as rejected rows, in key order, after every pull's last batch.
@@ -158,8 +167,7 @@ class SqlSource:
         No incremental pull reaches them: a comparison with NULL is never true. So that they are not
         passed over without a word, each pull hands them on, and the runner makes each a dead letter with
         the reason (one letter a row, however many pulls find it: letters are unique by position). Their
-        batches change no checkpoint. Rows whose key is NULL as well have no position to name them by,
-        and the key is the table's primary key, so they are not looked for.
+        batches change no checkpoint. Rows whose key is NULL as well are :meth:`_without_key`'s.
         """
         watermark: ColumnClause[Any] = column(self.watermark_name)
         key: ColumnClause[Any] = column(self.config.key)
@@ -185,3 +193,36 @@ class SqlSource:
             if len(found) < self.config.batch_size:
                 return
             last = found[-1][name]
+
+    def _without_key(self, checkpoint: dict[str, Any]) -> Iterator[Batch]:
+        """The rows whose key is NULL, as rejected rows, after every pull's last batch (as
+        :meth:`_without_watermark`'s are).
+
+        With no key to name it, a row is named by its watermark and its place among the keyless rows that
+        share it, in the order of their values: ``table.key=NULL@<watermark>#<n>``. Each pull so names an
+        unchanged row the same way and adds no second letter for it; a row that changes, or a new keyless row
+        with the same watermark, may be named anew (a further letter, never a lost one). Neither the key
+        nor the watermark is personal data, so the name can be listed. A replay cannot take such a row in
+        (it still has no key); once the source gives it one, the next pull does.
+        """
+        watermark: ColumnClause[Any] = column(self.watermark_name)
+        key: ColumnClause[Any] = column(self.config.key)
+        reason = (
+            f"the key column {self.config.key} is empty (NULL), so the row has no place in the pull's order and "
+            "no name in the store; once the source gives it a key, the next pull takes the row in"
+        )
+        query: Select[Any] = select(literal_column("*")).select_from(table(self.table_name)).where(key.is_(None))
+        query = query.order_by(watermark)
+        prefix = f"{self.table_name}.{self.config.key}=NULL@"
+        rows: list[Row] = []
+        with _engine(self.url).connect() as connection:
+            found = connection.execution_options(yield_per=self.config.batch_size).execute(query).mappings()
+            for mark, group in itertools.groupby((dict(r) for r in found), key=lambda r: r[self.watermark_name]):
+                tied = sorted(group, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+                for place, values in enumerate(tied, start=1):
+                    rows.append(Row(f"{prefix}{'NULL' if mark is None else mark}#{place}", values, mark, reason))
+                if len(rows) >= self.config.batch_size:
+                    yield Batch(rows, checkpoint)
+                    rows = []
+        if rows:
+            yield Batch(rows, checkpoint)
