@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from audit.entries import Actor, EntryDraft, canonical_json
 from audit.log import AuditUnavailable
@@ -47,15 +47,18 @@ class ServiceUnavailable(HubError):
         self.component = component
 
 
-@dataclass(frozen=True)
-class FieldView:
+class FieldView(NamedTuple):
+    """One field as released. Named tuples rather than frozen dataclasses, as for the store's records (see
+    hub.store.records.Provenance), built with ``tuple.__new__``: a person view makes one RecordView a
+    record (about 30 a resident here) and one FieldView a field shown; a frozen RecordView took 2.2 µs to
+    make (one ``object.__setattr__`` a field) against 0.33 µs, about 5% of a request in all."""
+
     outcome: Literal["reveal", "mask", "deny"]
     value: Any = None
     reason: str | None = None
 
 
-@dataclass(frozen=True)
-class RecordView:
+class RecordView(NamedTuple):
     dataset: str
     record_key: str
     owner: str
@@ -258,6 +261,7 @@ class ReleaseService:
     def _view(self, record: ProtectedRecord, decision: PolicyDecision) -> RecordView:
         dataset = self.catalog.dataset(record.dataset_id)
         shown: dict[str, FieldView] = {}  # a refused record shows no field at all
+        new = tuple.__new__
         if decision.allow:
             wanted = {n for n, o in decision.fields.items() if o in ("reveal", "mask")}
             values = self.protector.reveal(record, wanted)
@@ -267,8 +271,9 @@ class ReleaseService:
                 outcome = decision.fields.get(name, "deny")
                 if outcome == "reveal":
                     value = values.get(name)
-                    shown[name] = FieldView(
-                        "reveal", _plain(value), "erased (crypto-shredded)" if isinstance(value, Erased) else None
+                    shown[name] = new(
+                        FieldView,
+                        ("reveal", _plain(value), "erased (crypto-shredded)" if isinstance(value, Erased) else None),
                     )
                 elif outcome == "mask":
                     value = values.get(name)
@@ -279,19 +284,22 @@ class ReleaseService:
                         if definition.mask is MaskType.NONE
                         else self.protector.masker.mask(definition.mask, value)
                     )
-                    shown[name] = FieldView("mask", masked, reasons.get(name, "masked by policy"))
+                    shown[name] = new(FieldView, ("mask", masked, reasons.get(name, "masked by policy")))
                 else:
-                    shown[name] = FieldView("deny", None, reasons.get(name, "not revealed by policy"))
-        return RecordView(
-            dataset=record.dataset_id,
-            record_key=record.record_key,
-            owner=dataset.owner,
-            version=record.version,
-            allow=decision.allow,
-            policy=decision.policy,
-            reasons=decision.reasons,
-            obligations=decision.obligations,
-            fields=shown,
+                    shown[name] = new(FieldView, ("deny", None, reasons.get(name, "not revealed by policy")))
+        return new(  # every field, in order (see FieldView)
+            RecordView,
+            (
+                record.dataset_id,
+                record.record_key,
+                dataset.owner,
+                record.version,
+                decision.allow,
+                decision.policy,
+                decision.reasons,
+                decision.obligations,
+                shown,
+            ),
         )
 
     # -- the asynchronous part: durable evidence before anything is handed over -----------------------
