@@ -9,6 +9,12 @@ instead of 2. This protocol sets the option on each TCP connection itself, whate
 The parser is httptools (llhttp, in C), uvicorn's own choice when it is installed, rather than h11 (pure
 Python): measured with bench/api.py, h11's parsing and response writing were about a tenth of a person
 view's server CPU. The h11 variant stays for a deployment without httptools.
+
+The event loop is uvloop (libuv, in C), which uvicorn's ``loop="auto"`` takes when it is installed (it is
+a dependency, except on Windows, which it does not support). Measured with bench/api.py, two full runs
+each way taken in turn: the person view served 1,246 and 1,282 requests/s (1.36-1.49 ms of server CPU a
+request) against 1,027 and 1,244 on asyncio's own loop (1.37-1.79 ms), and the p99 ratio was 2.33 and 2.44
+against 3.26 and 2.79. uvloop sets ``TCP_NODELAY`` itself; setting it again here is harmless.
 """
 
 from __future__ import annotations
