@@ -27,7 +27,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.officer_world import officer_world  # noqa: E402
+from bench.officer_world import PURPOSE, check_release, officer_world  # noqa: E402
 
 
 def free_port() -> int:
@@ -150,6 +150,18 @@ async def load(port: int, requests: list[bytes], seconds: float, clients: int = 
     }
 
 
+async def answer(port: int, request: bytes) -> bytes:
+    """One request's response body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
+    body = await reader.readexactly(length)
+    writer.close()
+    return body
+
+
 def ratios(baseline: dict[str, Any], person_view: dict[str, Any]) -> dict[str, float]:
     found = {
         "p99_ratio": round(person_view["p99_ms"] / baseline["p99_ms"], 2),
@@ -193,9 +205,7 @@ def main() -> None:
     env = {**os.environ, "HUB_VAR_DIR": str(folder), "HUB_DEV_IDP": "true", "HUB_API_PUBLIC_URL": url}
     if database:
         env["HUB_DATABASE_URL"] = database["database_url"]
-    protected = [
-        request("/v1/officer/person-view", {"id_number": i, "purpose": "welfare_check"}, token) for i, _ in ids
-    ]
+    protected = [request("/v1/officer/person-view", {"id_number": i, "purpose": PURPOSE}, token) for i, _ in ids]
     baseline = [request("/baseline/person-view", {"subject_index": s}) for _, s in ids]
     apps = {
         "baseline": ("api_baseline:create_app", base_port, baseline, HERE / "baseline"),
@@ -209,6 +219,7 @@ def main() -> None:
     try:
         for _, port, requests, _ in apps.values():
             asyncio.run(load(port, requests, 3.0))  # warm up
+        print(f"a person view: {check_release(asyncio.run(answer(hub_port, protected[0])))}", file=sys.stderr)
         for number in range(1, args.rounds + 1):
             measured: dict[str, Any] = {}
             for name, (_, port, requests, _) in apps.items():

@@ -2,6 +2,12 @@
 
 Shared by bench/api.py (served, against its baseline) and bench/person_view.py (in process), so that the two
 measure the same residents' person views with the same officer's token.
+
+The officer's queries go through the whole release path: an active sharing agreement gives police the
+civil-affairs registry for ``PURPOSE`` (as in the demo), so each person view reveals and masks the
+registry record's fields (decryption, masking, the payload digest) and refuses the rest with reasons.
+Before 2026-12-04 the world had no agreement, so every record was refused and nothing was decrypted: the
+figures measured until then are of the refusing path only.
 """
 
 from __future__ import annotations
@@ -14,6 +20,31 @@ from hub.settings import Settings
 from tests.api_world import populate
 
 OFFICER = "P-BENCH"
+PURPOSE = "fraud_warning"  # covered by the agreement below; needs no case
+
+
+def _share_the_registry(hub: Any) -> None:
+    """Police may see the civil-affairs registry's main fields for fraud warnings (approved and active)."""
+    import time
+
+    from policies.agreements import Principal
+
+    now = int(time.time())
+    agreement = hub.policy.agreements.request(
+        Principal("PA-BENCH", "police", "agency_admin"),
+        provider="civil_affairs",
+        dataset="civil_affairs.vulnerable_person",
+        fields=["person_no", "name", "category", "address", "phone", "community", "district", "id_number"],
+        purposes=[PURPOSE],
+        lawful_basis="statutory_duty",
+        legal_citation="PIPL 13(3); People's Police Law art. 6",
+        necessity="warn vulnerable residents targeted by fraud",
+        valid_from=now - 60,
+        valid_until=now + 86400,
+    )
+    provider = Principal("CA-BENCH", "civil_affairs", "agency_admin")
+    hub.policy.agreements.approve(agreement.id, provider)
+    hub.policy.agreements.activate(agreement.id, provider)
 
 
 def officer_world(
@@ -30,6 +61,9 @@ def officer_world(
     hub = HubRuntime.open(settings.model_copy(update={"api_public_url": public_url}))
     try:
         hub.policy.roles.assign(OFFICER, "officer", "police")
+        for principal, agency in (("PA-BENCH", "police"), ("CA-BENCH", "civil_affairs")):
+            hub.policy.roles.assign(principal, "agency_admin", agency)
+        _share_the_registry(hub)
         with Session(hub.store.engine) as session:
             rows = session.exec(
                 select(RecordRow).where(RecordRow.dataset_id == "civil_affairs.vulnerable_person").limit(200)
@@ -47,3 +81,17 @@ def officer_world(
     finally:
         hub.close()
     return settings, found, token
+
+
+def check_release(answer: bytes) -> str:
+    """Refuse to measure a person view that releases nothing: the one-line summary of what it released."""
+    import json
+
+    found = json.loads(answer)
+    shown = [f["outcome"] for r in found.get("records", []) for f in r["fields"].values()]
+    if "reveal" not in shown:
+        raise SystemExit(f"the benchmark's person view revealed nothing: {answer[:300]!r}")
+    return (
+        f"{len(found['records'])} record(s) released ({shown.count('reveal')} fields revealed, "
+        f"{shown.count('mask')} masked, {shown.count('deny')} denied), {found['refused']} refused"
+    )

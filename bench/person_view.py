@@ -25,13 +25,13 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
-from bench.officer_world import officer_world  # noqa: E402
+from bench.officer_world import PURPOSE, check_release, officer_world  # noqa: E402
 
 URL = "http://127.0.0.1:9"
 Message = MutableMapping[str, Any]
 
 
-async def call(app: Callable[..., Awaitable[None]], body: bytes, token: str) -> int:
+async def call(app: Callable[..., Awaitable[None]], body: bytes, token: str, answer: bytearray | None = None) -> int:
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -65,6 +65,8 @@ async def call(app: Callable[..., Awaitable[None]], body: bytes, token: str) -> 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
             status.append(int(message["status"]))
+        elif answer is not None and message["type"] == "http.response.body":
+            answer.extend(message.get("body", b""))
 
     await app(scope, receive, send)
     return status[0]
@@ -79,7 +81,7 @@ async def measure(requests: int, concurrency: int, residents: int) -> dict[str, 
     from hub.settings import get_settings
 
     app = create_app(get_settings())
-    bodies = [json.dumps({"id_number": i, "purpose": "welfare_check"}).encode() for i in ids]
+    bodies = [json.dumps({"id_number": i, "purpose": PURPOSE}).encode() for i in ids]
     gate = asyncio.Semaphore(concurrency)
 
     async def one(body: bytes) -> int:
@@ -89,6 +91,9 @@ async def measure(requests: int, concurrency: int, residents: int) -> dict[str, 
     async with app.router.lifespan_context(app):
         for body in bodies[:20]:  # warm up: the policy program is compiled on first use, per thread
             await call(app, body, token)
+        answer = bytearray()
+        await call(app, bodies[0], token, answer)
+        print(f"a person view: {check_release(bytes(answer))}", file=sys.stderr)
         started_cpu, started = time.process_time(), time.perf_counter()
         statuses = await asyncio.gather(*(one(bodies[i % len(bodies)]) for i in range(requests)))
         cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
