@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Connection, Engine, bindparam, update
 from sqlmodel import Session, col, select
 
 from audit.entries import Actor, EntryDraft
@@ -27,6 +27,20 @@ from policies.errors import AgreementError, PolicyInputError
 from policies.purposes import purpose
 from policies.roles import RoleService
 from policies.tables import AgreementEvent, AgreementRow, PolicyVersion
+
+_AGREEMENT: Any = AgreementRow.__table__  # type: ignore[attr-defined]
+# Every release counts its agreements' uses, in the audit log's transaction: one statement compiled once.
+# Built per call, with the agreement ids and increments inlined, it was 12% of a releasing person view's
+# CPU (py-spy; statement building and its cache key, in the audit writer's thread); bench/person_view.py,
+# the two in turn: 1.52-1.65 ms a request before, 1.27-1.43 after.
+_COUNT_USES = (
+    update(_AGREEMENT)
+    .where(_AGREEMENT.c.id == bindparam("agreement"))
+    .values(
+        decisions=_AGREEMENT.c.decisions + bindparam("decisions"),
+        records_released=_AGREEMENT.c.records_released + bindparam("records"),
+    )
+)
 
 LawfulBasis = Literal["consent", "statutory_duty", "emergency"]
 AuditSink = Callable[[EntryDraft], object]
@@ -292,8 +306,8 @@ class AgreementService:
         self.count_uses({agreement: (decisions, records) for agreement in agreement_ids})
 
     def count_uses(self, uses: Mapping[str, tuple[int, int]], connection: Connection | None = None) -> None:
-        """Add (decisions, records released) to each agreement, in one transaction: one UPDATE per distinct
-        pair of increments, so the common case — the same increments everywhere — is one statement.
+        """Add (decisions, records released) to each agreement, in one transaction: one compiled UPDATE,
+        executed once per agreement (the driver's executemany).
 
         With ``connection``, inside that connection's transaction: a release counts its uses in the audit
         log's own transaction (an effect of its ``data.release`` entry), so the counters move exactly when the
@@ -305,16 +319,10 @@ class AgreementService:
             with self.engine.begin() as own:
                 self.count_uses(uses, own)
             return
-        by_increment: dict[tuple[int, int], list[str]] = {}
-        for agreement, increment in uses.items():
-            by_increment.setdefault(increment, []).append(agreement)
-        table = AgreementRow.__table__  # type: ignore[attr-defined]
-        for (decisions, records), agreements in sorted(by_increment.items()):
-            connection.execute(
-                update(table)
-                .where(table.c.id.in_(sorted(agreements)))
-                .values(decisions=table.c.decisions + decisions, records_released=table.c.records_released + records)
-            )
+        # In agreement order, so concurrent releases lock the rows in one order.
+        connection.execute(
+            _COUNT_USES, [{"agreement": a, "decisions": d, "records": r} for a, (d, r) in sorted(uses.items())]
+        )
 
     def usage_report(self) -> list[dict[str, Any]]:
         with Session(self.engine) as session:

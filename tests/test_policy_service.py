@@ -100,6 +100,18 @@ def test_lifecycle_and_who_may_move_it(runtime: tuple[PolicyRuntime, Evidence]) 
     assert [c["detail"]["to"] for c in changes] == ["requested", "approved", "active", "paused", "active", "expired"]
 
 
+def test_use_counters_add_each_agreements_own_increments(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    """One compiled UPDATE, run once an agreement: different increments in one call land on their own rows."""
+    rt, _ = runtime
+    first, second = _agreement(rt), _agreement(rt, purposes=("fraud_warning",))
+    rt.agreements.count_uses({second: (1, 5), first: (2, 3)})
+    rt.agreements.count_uses({first: (1, 1)})
+    with rt.agreements.engine.begin() as connection:  # inside a caller's transaction, as a release's effect
+        rt.agreements.count_uses({second: (4, 0)}, connection)
+    used = {r["agreement"]: (r["decisions"], r["records_released"]) for r in rt.agreements.usage_report()}
+    assert used == {first: (3, 4), second: (5, 5)}
+
+
 def test_bad_input_names_the_offending_value(runtime: tuple[PolicyRuntime, Evidence]) -> None:
     rt, _ = runtime
     with pytest.raises(PolicyInputError, match=r"fields not in the catalog of health\.visit: insurance_card_no"):
