@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, literal
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from audit.entries import Actor, EntryDraft
@@ -20,6 +22,20 @@ from policies.purposes import check_case_id
 from policies.tables import CaseAssignment, CaseFile
 
 AuditSink = Callable[[EntryDraft], object]
+_CASE: Any = CaseFile.__table__  # type: ignore[attr-defined]
+_ASSIGNMENT: Any = CaseAssignment.__table__  # type: ignore[attr-defined]
+# Asked on every investigative query: one compiled statement, not two ORM lookups through a session (the
+# same change as for consents and use counters, see policies.consents): 34 us a call here against 255.
+_ASSIGNED = (
+    sa_select(literal(1))
+    .select_from(_CASE.join(_ASSIGNMENT, _ASSIGNMENT.c.case_id == _CASE.c.id))
+    .where(
+        _CASE.c.id == bindparam("case"),
+        _CASE.c.agency == bindparam("agency"),
+        _CASE.c.closed_at.is_(None),
+        _ASSIGNMENT.c.principal == bindparam("principal"),
+    )
+)
 
 
 class CaseRegistry:
@@ -90,11 +106,9 @@ class CaseRegistry:
 
     def is_assigned(self, case_id: str, principal: str, agency: str) -> bool:
         """Assigned means: the case exists in the principal's agency, is open, and lists the principal."""
-        with Session(self.engine) as session:
-            case = session.get(CaseFile, case_id)
-            if case is None or case.agency != agency or case.closed_at is not None:
-                return False
-            return session.get(CaseAssignment, (case_id, principal)) is not None
+        with self.engine.connect() as connection:
+            found = connection.execute(_ASSIGNED, {"case": case_id, "principal": principal, "agency": agency})
+            return found.first() is not None
 
     def hidden_cases(self, case_ids: set[str], now: int | None = None) -> set[str]:
         """Of ``case_ids``, the covert ones whose accesses residents may not see yet."""

@@ -112,6 +112,25 @@ def test_use_counters_add_each_agreements_own_increments(runtime: tuple[PolicyRu
     assert used == {first: (3, 4), second: (5, 5)}
 
 
+def test_a_case_is_assigned_only_while_open_in_the_principals_agency(database_url: str) -> None:
+    from hub.store import create_store_engine, init_schema
+    from policies.cases import CaseRegistry
+
+    engine = create_store_engine(database_url)
+    init_schema(engine)
+    cases = CaseRegistry(engine, None)
+    admin = Actor(agency="police", principal="PA-1", role="agency_admin")
+    cases.open("CASE-2026-0001", "police", admin)
+    cases.assign("CASE-2026-0001", "P-0042", admin)
+    assert cases.is_assigned("CASE-2026-0001", "P-0042", "police")
+    assert not cases.is_assigned("CASE-2026-0001", "P-0043", "police")  # not listed
+    assert not cases.is_assigned("CASE-2026-0001", "P-0042", "health")  # another agency's officer
+    assert not cases.is_assigned("CASE-2026-0002", "P-0042", "police")  # no such case
+    cases.close("CASE-2026-0001", admin)
+    assert not cases.is_assigned("CASE-2026-0001", "P-0042", "police")  # closed
+    engine.dispose()
+
+
 def test_bad_input_names_the_offending_value(runtime: tuple[PolicyRuntime, Evidence]) -> None:
     rt, _ = runtime
     with pytest.raises(PolicyInputError, match=r"fields not in the catalog of health\.visit: insurance_card_no"):
