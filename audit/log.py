@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -56,6 +57,40 @@ _STOP = object()
 
 Indexer = Callable[[Connection, Sequence[tuple[EntryDraft, SealedEntry]]], None]
 Effect = Callable[[Connection], None]
+
+
+class Combinable(Protocol):
+    """An effect that many entries of one batch may carry and that the batch runs once, combined: its
+    class's ``combine`` turns the batch's effects of that class into one (a release's use counters: one
+    UPDATE a batch instead of one a release). All effects of a batch commit together or not at all, so
+    running them combined changes nothing but the cost."""
+
+    def __call__(self, connection: Connection) -> None: ...
+
+    @classmethod
+    def combine(cls, effects: Sequence[Any]) -> Effect: ...
+
+
+def _batch_effects(batch: Sequence[_Pending]) -> list[Effect]:
+    """The batch's effects in order, each combinable class's together at its first place (see Combinable)."""
+    order: list[Effect | type] = []
+    combined: dict[type, list[Effect]] = {}
+    for pending in batch:
+        effect = pending.effect
+        if effect is None:
+            continue
+        kind = type(effect)
+        if not callable(getattr(kind, "combine", None)):
+            order.append(effect)
+        elif kind in combined:
+            combined[kind].append(effect)
+        else:
+            combined[kind] = [effect]
+            order.append(kind)
+    return [
+        item.combine(combined[item]) if isinstance(item, type) else item  # type: ignore[attr-defined]
+        for item in order
+    ]
 
 
 @dataclass(frozen=True)
@@ -311,9 +346,8 @@ class AuditLog:
                 )
                 if self.indexer is not None:
                     self.indexer(connection, [(p.draft, e) for p, e in zip(batch, sealed, strict=True)])
-                for pending in batch:
-                    if pending.effect is not None:
-                        pending.effect(connection)
+                for effect in _batch_effects(batch):
+                    effect(connection)
             # Committed: only now does the tree grow, so it never holds an entry the database lacks.
             for hashed in hashes:
                 self.tree.append(hashed)

@@ -10,7 +10,6 @@ log cannot do its part, :class:`ServiceUnavailable` is raised and nothing leaves
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -344,7 +343,7 @@ class ReleaseService:
         # once these appends return, the evidence, the index and the counters are all durable, together.
         drafts = [self.decisions.entry(d.request, d.decision, d.records) for d in decided]
         used = _agreement_uses(decided)
-        counter = functools.partial(self.decisions.agreements.count_uses, used) if used else None
+        counter = self.decisions.agreements.uses(used) if used else None
         try:
             sealed = await asyncio.gather(
                 *(self.evidence.log.append_async(d) for d in drafts),

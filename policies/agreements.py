@@ -324,6 +324,10 @@ class AgreementService:
             _COUNT_USES, [{"agreement": a, "decisions": d, "records": r} for a, (d, r) in sorted(uses.items())]
         )
 
+    def uses(self, uses: Mapping[str, tuple[int, int]]) -> UseCount:
+        """(decisions, records released) per agreement, to count as an audit entry's effect."""
+        return UseCount(self, dict(uses))
+
     def usage_report(self) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
             rows = session.exec(select(AgreementRow).order_by(AgreementRow.id)).all()
@@ -357,3 +361,25 @@ def as_policy_input(row: AgreementRow) -> dict[str, Any]:
         "necessity": row.necessity,
         "scope_version": row.scope_version,
     }
+
+
+@dataclass(frozen=True)
+class UseCount:
+    """A release's agreement uses, counted as the effect of its ``data.release`` audit entry (in the audit
+    log's transaction). Combinable (audit.log.Combinable): the releases of one batch count in one UPDATE
+    an agreement, not one a release."""
+
+    agreements: AgreementService
+    uses: dict[str, tuple[int, int]]
+
+    def __call__(self, connection: Connection) -> None:
+        self.agreements.count_uses(self.uses, connection)
+
+    @classmethod
+    def combine(cls, counts: Sequence[UseCount]) -> UseCount:
+        total: dict[str, tuple[int, int]] = {}
+        for count in counts:
+            for agreement, (decisions, records) in count.uses.items():
+                known = total.get(agreement, (0, 0))
+                total[agreement] = (known[0] + decisions, known[1] + records)
+        return cls(counts[0].agreements, total)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -250,6 +253,31 @@ def test_an_appends_effect_commits_with_its_entry_or_not_at_all(database_url: st
 
         assert sorted(asyncio.run(together())) == list(range(2, 22))
         assert uses() == 21  # one effect per append, whatever the batches were
+
+        @dataclass(frozen=True)
+        class Add:  # combinable: a batch's Adds run as one, adding their sum
+            n: int
+            runs: list[int]
+
+            def __call__(self, connection: Connection) -> None:
+                self.runs.append(self.n)
+                connection.execute(text("UPDATE counter SET n = n + :n WHERE name = 'uses'"), {"n": self.n})
+
+            @classmethod
+            def combine(cls, adds: Sequence[Add]) -> Add:
+                return cls(sum(a.n for a in adds), adds[0].runs)
+
+        runs: list[int] = []
+
+        async def combined() -> list[int]:
+            sealed = await asyncio.gather(*(log.append_async(DRAFT, effect=Add(2, runs)) for _ in range(20)))
+            return [e.seq for e in sealed]
+
+        assert sorted(asyncio.run(combined())) == list(range(22, 42))
+        assert uses() == 21 + 40  # every Add counted once
+        # One run a batch (its entries share one time stamp), adding that batch's Adds together.
+        batches = Counter(json.loads(body)["time"] for body in log.bodies(22, 42))
+        assert sorted(runs) == sorted(2 * n for n in batches.values())
     finally:
         log.close()
 
