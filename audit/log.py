@@ -261,6 +261,26 @@ class AuditLog:
         self._queue.put(_Pending(draft, waiter=waiter, loop=loop, effect=effect))
         return await waiter
 
+    async def append_all_async(self, drafts: Sequence[tuple[EntryDraft, Effect | None]]) -> list[SealedEntry]:
+        """Record several drafts durably from async code, in order (each with its ``effect``, as for
+        :meth:`append`); raises AuditUnavailable if any of them could not be recorded.
+
+        One future a draft and no task: a release appends its decisions and itself together, and a task
+        for each append (``asyncio.gather`` over :meth:`append_async`) cost more than the queueing."""
+        if self._closed:
+            raise AuditUnavailable("the audit log is closed")
+        loop = asyncio.get_running_loop()
+        pending = [_Pending(draft, waiter=loop.create_future(), loop=loop, effect=effect) for draft, effect in drafts]
+        # Queued on the loop's next turn, after the callbacks already ready: the appends of every request
+        # that reaches this point in the same turn reach the writer together, as one batch. Queued at once,
+        # each release woke the writer by itself (batches of 4 entries instead of 56 in process).
+        loop.call_soon(self._queue_all, pending)
+        return list(await asyncio.gather(*(p.waiter for p in pending if p.waiter is not None)))
+
+    def _queue_all(self, pending: list[_Pending]) -> None:
+        for item in pending:
+            self._queue.put(item)
+
     def _run(self) -> None:
         while True:
             first = self._queue.get()

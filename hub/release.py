@@ -345,10 +345,7 @@ class ReleaseService:
         used = _agreement_uses(decided)
         counter = self.decisions.agreements.uses(used) if used else None
         try:
-            sealed = await asyncio.gather(
-                *(self.evidence.log.append_async(d) for d in drafts),
-                self.evidence.log.append_async(release_entry, effect=counter),
-            )
+            sealed = await self.evidence.log.append_all_async([*((d, None) for d in drafts), (release_entry, counter)])
         except AuditUnavailable:
             raise ServiceUnavailable("audit") from None
         release.decision_seqs = [s.seq for s in sealed[:-1]]

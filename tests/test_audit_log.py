@@ -254,6 +254,19 @@ def test_an_appends_effect_commits_with_its_entry_or_not_at_all(database_url: st
         assert sorted(asyncio.run(together())) == list(range(2, 22))
         assert uses() == 21  # one effect per append, whatever the batches were
 
+        async def all_at_once() -> list[int]:  # a release's decisions and itself: in order, effects run
+            return [e.seq for e in await log.append_all_async([(DRAFT, None), (DRAFT, None), (DRAFT, count)])]
+
+        assert asyncio.run(all_at_once()) == [22, 23, 24]
+        assert uses() == 22
+
+        async def one_fails() -> None:
+            await log.append_all_async([(DRAFT, count), (DRAFT, count_then_fail)])
+
+        with pytest.raises(AuditUnavailable):  # the whole release is refused if any of its entries is
+            asyncio.run(one_fails())
+        size = log.size
+
         @dataclass(frozen=True)
         class Add:  # combinable: a batch's Adds run as one, adding their sum
             n: int
@@ -273,10 +286,10 @@ def test_an_appends_effect_commits_with_its_entry_or_not_at_all(database_url: st
             sealed = await asyncio.gather(*(log.append_async(DRAFT, effect=Add(2, runs)) for _ in range(20)))
             return [e.seq for e in sealed]
 
-        assert sorted(asyncio.run(combined())) == list(range(22, 42))
-        assert uses() == 21 + 40  # every Add counted once
+        assert sorted(asyncio.run(combined())) == list(range(size, size + 20))
+        assert uses() == 22 + (size - 25) + 40  # every Add counted once (and what survived one_fails)
         # One run a batch (its entries share one time stamp), adding that batch's Adds together.
-        batches = Counter(json.loads(body)["time"] for body in log.bodies(22, 42))
+        batches = Counter(json.loads(body)["time"] for body in log.bodies(size, size + 20))
         assert sorted(runs) == sorted(2 * n for n in batches.values())
     finally:
         log.close()
