@@ -278,6 +278,11 @@ class AuditLog:
         return list(await asyncio.gather(*(p.waiter for p in pending if p.waiter is not None)))
 
     def _queue_all(self, pending: list[_Pending]) -> None:
+        if self._closed:  # closed since the call: the writer may be gone, so nobody would answer
+            for item in pending:
+                if item.waiter is not None and not item.waiter.done():
+                    item.waiter.set_exception(AuditUnavailable("the audit log is closed"))
+            return
         for item in pending:
             self._queue.put(item)
 

@@ -265,6 +265,18 @@ def test_an_appends_effect_commits_with_its_entry_or_not_at_all(database_url: st
 
         with pytest.raises(AuditUnavailable):  # the whole release is refused if any of its entries is
             asyncio.run(one_fails())
+
+        async def closed_meanwhile() -> None:  # the log closes before the appends reach its queue
+            appending = asyncio.ensure_future(log.append_all_async([(DRAFT, None)]))
+            await asyncio.sleep(0)  # the call has run up to its await; the queueing waits for the next turn
+            log._closed = True
+            try:
+                await appending
+            finally:
+                log._closed = False
+
+        with pytest.raises(AuditUnavailable, match="closed"):
+            asyncio.run(closed_meanwhile())
         size = log.size
 
         @dataclass(frozen=True)
