@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from connectors.bus.base import records_topic
+from connectors.letterbox import settle_letter
 from connectors.mapping import RecordRejected
 from connectors.runner import ConnectorRunner
 from connectors.sources.base import Row
@@ -76,7 +77,7 @@ def replay(runner: ConnectorRunner) -> tuple[int, int, int]:
             continue  # an erased subject's row was never kept
         values = runner.unseal_row(letter)
         if _taken_in_since(store, runner, letter, values):
-            _close(runner, letter, "superseded")
+            settle_letter(runner.store, letter.id, closed_as="superseded")
             superseded += 1
             continue
         try:
@@ -84,24 +85,9 @@ def replay(runner: ConnectorRunner) -> tuple[int, int, int]:
             key, event = runner.protect_row(Row(letter.position, values, version_source), letter.created_at)
         except (RecordRejected, ProtectionError) as rejected:
             failing += 1
-            with Session(runner.store) as session:
-                stored = session.get(DeadLetter, letter.id)
-                if stored is not None:
-                    stored.reason = str(rejected)
-                    session.add(stored)
-                    session.commit()
+            settle_letter(runner.store, letter.id, reason=str(rejected))
             continue
         runner.bus.publish(records_topic(runner.dataset.id), [(key, event)])
-        _close(runner, letter, "replayed")
+        settle_letter(runner.store, letter.id, closed_as="replayed")
         replayed += 1
     return replayed, failing, superseded
-
-
-def _close(runner: ConnectorRunner, letter: DeadLetter, status: str) -> None:
-    """The letter is done with: its status set, its sealed row (personal data) deleted."""
-    with Session(runner.store) as session:
-        stored = session.get(DeadLetter, letter.id)
-        if stored is not None:
-            stored.status, stored.sealed_row = status, b""
-            session.add(stored)
-            session.commit()

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from connectors.bus.base import Bus, Message
 from connectors.envelope import EnvelopeError, from_event
-from connectors.letterbox import store_dead_letters
+from connectors.letterbox import settle_letter, store_dead_letters
 from connectors.tables import DeadLetter
 from hub.errors import CatalogError
 from hub.store import ProtectedRecord, RecordStore
@@ -151,15 +151,7 @@ def replay_letters(bus: Bus, store: RecordStore) -> tuple[int, int]:
         else:
             refused = _apply(store, [message])
             reason = f"not applied: {refused[0][1]}" if refused else ""
-        with Session(store.engine) as session:
-            stored = session.get(DeadLetter, letter.id)
-            if stored is not None:
-                if reason:
-                    stored.reason = reason
-                else:
-                    stored.status = "replayed"
-                session.add(stored)
-                session.commit()
+        settle_letter(store.engine, letter.id, reason=reason, closed_as="" if reason else "replayed")
         if reason:
             failing += 1
         else:
