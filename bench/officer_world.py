@@ -17,34 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from hub.settings import Settings
-from tests.api_world import populate
+from policies.agreements import Principal
+from tests.api_world import populate, share_registry
 
 OFFICER = "P-BENCH"
-PURPOSE = "fraud_warning"  # covered by the agreement below; needs no case
-
-
-def _share_the_registry(hub: Any) -> None:
-    """Police may see the civil-affairs registry's main fields for fraud warnings (approved and active)."""
-    import time
-
-    from policies.agreements import Principal
-
-    now = int(time.time())
-    agreement = hub.policy.agreements.request(
-        Principal("PA-BENCH", "police", "agency_admin"),
-        provider="civil_affairs",
-        dataset="civil_affairs.vulnerable_person",
-        fields=["person_no", "name", "category", "address", "phone", "community", "district", "id_number"],
-        purposes=[PURPOSE],
-        lawful_basis="statutory_duty",
-        legal_citation="PIPL 13(3); People's Police Law art. 6",
-        necessity="warn vulnerable residents targeted by fraud",
-        valid_from=now - 60,
-        valid_until=now + 86400,
-    )
-    provider = Principal("CA-BENCH", "civil_affairs", "agency_admin")
-    hub.policy.agreements.approve(agreement.id, provider)
-    hub.policy.agreements.activate(agreement.id, provider)
+PURPOSE = "fraud_warning"  # covered by the agreement officer_world sets up; needs no case
 
 
 def officer_world(
@@ -61,9 +38,13 @@ def officer_world(
     hub = HubRuntime.open(settings.model_copy(update={"api_public_url": public_url}))
     try:
         hub.policy.roles.assign(OFFICER, "officer", "police")
-        for principal, agency in (("PA-BENCH", "police"), ("CA-BENCH", "civil_affairs")):
-            hub.policy.roles.assign(principal, "agency_admin", agency)
-        _share_the_registry(hub)
+        requester, provider = (
+            Principal("PA-BENCH", "police", "agency_admin"),
+            Principal("CA-BENCH", "civil_affairs", "agency_admin"),
+        )
+        for admin in (requester, provider):
+            hub.policy.roles.assign(admin.id, "agency_admin", admin.agency)
+        share_registry(hub, requester, provider, [PURPOSE])
         with Session(hub.store.engine) as session:
             rows = session.exec(
                 select(RecordRow).where(RecordRow.dataset_id == "civil_affairs.vulnerable_person").limit(200)

@@ -74,21 +74,12 @@ def setup_world(settings: Settings) -> Iterator[World]:
     ):
         roles.assign(principal, role, agency)
     now = int(time.time())
-    agreement = hub.policy.agreements.request(
+    agreement_id = share_registry(
+        hub,
         Principal("PA-1", "police", "agency_admin"),
-        provider="civil_affairs",
-        dataset="civil_affairs.vulnerable_person",
-        fields=["person_no", "name", "category", "address", "phone", "community", "district", "id_number"],
-        purposes=["fraud_investigation", "missing_person", "fraud_warning"],
-        lawful_basis="statutory_duty",
-        legal_citation="PIPL 13(3); People's Police Law art. 6",
-        necessity="identify and protect vulnerable residents targeted by fraud",
-        valid_from=now - 60,
-        valid_until=now + 86400,
+        Principal("CA-1", "civil_affairs", "agency_admin"),
+        ["fraud_investigation", "missing_person", "fraud_warning"],
     )
-    admin = Principal("CA-1", "civil_affairs", "agency_admin")
-    hub.policy.agreements.approve(agreement.id, admin)
-    hub.policy.agreements.activate(agreement.id, admin)
     police_admin = Actor(agency="police", principal="PA-1", role="agency_admin")
     hub.cases.open("CASE-2026-0417", "police", police_admin)
     hub.cases.assign("CASE-2026-0417", "P-0042", police_admin)
@@ -98,8 +89,29 @@ def setup_world(settings: Settings) -> Iterator[World]:
     resident, district = pick_resident(hub)
     app = create_app(settings, hub)
     with TestClient(app, base_url=BASE) as client:
-        yield World(settings, hub, app, client, key, agreement.id, resident, district)
+        yield World(settings, hub, app, client, key, agreement_id, resident, district)
     hub.close()
+
+
+def share_registry(hub: HubRuntime, requester: Principal, provider: Principal, purposes: list[str]) -> str:
+    """An active agreement (requested, approved, activated) giving ``requester``'s agency the civil-affairs
+    registry's main fields for ``purposes``, under statutory duty, for a day; its id."""
+    now = int(time.time())
+    agreement = hub.policy.agreements.request(
+        requester,
+        provider="civil_affairs",
+        dataset="civil_affairs.vulnerable_person",
+        fields=["person_no", "name", "category", "address", "phone", "community", "district", "id_number"],
+        purposes=purposes,
+        lawful_basis="statutory_duty",
+        legal_citation="PIPL 13(3); People's Police Law art. 6",
+        necessity="identify and protect vulnerable residents targeted by fraud",
+        valid_from=now - 60,
+        valid_until=now + 86400,
+    )
+    hub.policy.agreements.approve(agreement.id, provider)
+    hub.policy.agreements.activate(agreement.id, provider)
+    return agreement.id
 
 
 def pick_resident(hub: HubRuntime) -> tuple[str, str]:
