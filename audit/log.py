@@ -270,18 +270,19 @@ class AuditLog:
         if self._closed:
             raise AuditUnavailable("the audit log is closed")
         loop = asyncio.get_running_loop()
-        pending = [_Pending(draft, waiter=loop.create_future(), loop=loop, effect=effect) for draft, effect in drafts]
+        waiters: list[asyncio.Future[SealedEntry]] = [loop.create_future() for _ in drafts]
+        pending = [_Pending(d, waiter=w, loop=loop, effect=e) for (d, e), w in zip(drafts, waiters, strict=True)]
         # Queued on the loop's next turn, after the callbacks already ready: the appends of every request
         # that reaches this point in the same turn reach the writer together, as one batch. Queued at once,
         # each release woke the writer by itself (batches of 4 entries instead of 56 in process).
-        loop.call_soon(self._queue_all, pending)
-        return list(await asyncio.gather(*(p.waiter for p in pending if p.waiter is not None)))
+        loop.call_soon(self._queue_all, pending, waiters)
+        return list(await asyncio.gather(*waiters))
 
-    def _queue_all(self, pending: list[_Pending]) -> None:
+    def _queue_all(self, pending: list[_Pending], waiters: list[asyncio.Future[SealedEntry]]) -> None:
         if self._closed:  # closed since the call: the writer may be gone, so nobody would answer
-            for item in pending:
-                if item.waiter is not None and not item.waiter.done():
-                    item.waiter.set_exception(AuditUnavailable("the audit log is closed"))
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(AuditUnavailable("the audit log is closed"))
             return
         for item in pending:
             self._queue.put(item)
