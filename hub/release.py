@@ -24,7 +24,7 @@ from hub.errors import HubError
 from hub.evidence import Evidence
 from hub.identifiers import age_on, normalise_id_number
 from hub.protection import Erased, RecordProtector
-from hub.store import RecordStore
+from hub.store import RecordStore, jurisdiction_of
 from hub.store.records import ProtectedRecord
 from keys.errors import KeystoreUnavailable
 from keys.masking import MaskType
@@ -69,20 +69,38 @@ class RecordView(NamedTuple):
     fields: dict[str, FieldView]
 
 
+class Refusal(NamedTuple):
+    """Records of one dataset refused for the same reasons: how many, never which (no record data)."""
+
+    dataset: str
+    reasons: tuple[str, ...]
+    records: int
+
+
 @dataclass
 class Release:
-    """What a query releases, and the evidence of it."""
+    """What a query releases, and the evidence of it.
+
+    ``records`` are the released records only. Refused ones are counted in ``refusals`` by dataset and
+    reasons: a person view decides before it reads, so a refused record is never loaded at all.
+    """
 
     subject: str  # the subject's audit pseudonym
     records: list[RecordView]
+    refusals: list[Refusal] = field(default_factory=list)
+    step_up_required: bool = False  # some decision of the query asks for a multi-factor token
     release_seq: int = -1
     decision_seqs: list[int] = field(default_factory=list)
     payload_digest: str = ""
     review_task: int | None = None
 
     @property
-    def step_up_required(self) -> bool:
-        return any("step_up_required" in r.obligations for r in self.records)
+    def refused(self) -> int:
+        return sum(r.records for r in self.refusals)
+
+    @property
+    def considered(self) -> int:
+        return len(self.records) + self.refused
 
 
 @dataclass(frozen=True)
@@ -97,18 +115,70 @@ class Query:
     channel: str = "officer"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decided:
     """One policy decision and how many of the query's records it covers (released or refused).
 
     Records whose decision inputs are identical (same dataset, owner, subject, jurisdiction and age
     bracket, within one query) get the same decision, so they are decided once and recorded in one
     ``access.decision`` entry that counts them: the log holds every decision, not copies of it.
+    ``records`` grows while the query counts them (see :class:`_Tally`).
     """
 
     request: DecisionRequest
     decision: PolicyDecision
-    records: int
+    records: int = 0
+
+
+class _Tally:
+    """One query's decisions, by their inputs: (dataset, jurisdiction) of a subject, for one principal,
+    purpose, case and emergency. Each is taken once, however many records it covers."""
+
+    def __init__(self, service: ReleaseService, query: Query, assigned: bool, emergency: Emergency | None) -> None:
+        self.service = service
+        self.query = query
+        self.assigned = assigned
+        self.emergency = emergency
+        self.today = date.today()
+        self.taken: dict[tuple[str, str, str], Decided] = {}
+
+    def decide(self, key: tuple[str, str, str], id_number: str) -> Decided:
+        """The decision for records of dataset ``key[0]`` in jurisdiction ``key[1]`` about the subject whose
+        pseudonym is ``key[2]`` and whose ID number is ``id_number``."""
+        known = self.taken.get(key)
+        if known is not None:
+            return known
+        q = self.query
+        pseudonym = key[2]
+        dataset = self.service.catalog.dataset(key[0])
+        minor = age_on(id_number, self.today) < MINOR_AGE
+        request = DecisionRequest(
+            principal=q.principal,
+            record=RecordContext(dataset.id, dataset.owner, key[1], minor, pseudonym),
+            purpose=q.purpose,
+            case_id=q.case_id,
+            case_assigned=self.assigned,
+            emergency=self.emergency,
+            request_id=q.request_id,
+        )
+        decision = self.service.decisions.evaluate(request)
+        if decision.policy == "fail-closed":
+            raise ServiceUnavailable("policy")
+        known = self.taken[key] = Decided(request, decision)
+        return known
+
+    def release(self, subject: str, views: list[RecordView]) -> tuple[Release, list[Decided]]:
+        """The release of ``views`` with the refusals and decisions counted; a decision that came to cover no
+        record (its records went between the count and the read) is no decision about any record."""
+        decided = [d for d in self.taken.values() if d.records]
+        refused: dict[tuple[str, tuple[str, ...]], int] = {}
+        for d in decided:
+            if not d.decision.allow:
+                group = (d.request.record.dataset, d.decision.reasons)
+                refused[group] = refused.get(group, 0) + d.records
+        refusals = [tuple.__new__(Refusal, (dataset, reasons, n)) for (dataset, reasons), n in refused.items()]
+        step_up = any("step_up_required" in d.decision.obligations for d in decided)
+        return Release(subject, views, refusals, step_up), decided
 
 
 def _field_reasons(decision: PolicyDecision) -> dict[str, str]:
@@ -179,69 +249,61 @@ class ReleaseService:
 
     # -- the synchronous part: lookup, decisions, decryption (see ``on_loop`` for where it runs) ---------
 
-    def _decide(
-        self, query: Query, items: list[tuple[ProtectedRecord, str, str]], now: int | None = None
-    ) -> tuple[list[RecordView], list[Decided]]:
-        """Decide every (record, subject ID, pseudonym), then decrypt or mask what policy lets through.
-
-        A record's decision inputs are its dataset (and so its owner), its subject and the subject's
-        jurisdiction; everything else comes from the query. Records that share those three share one decision,
-        found by a plain tuple key before any request object is built (a resident may have dozens of records).
-        """
+    def _tally(self, query: Query, now: int | None = None) -> _Tally:
         moment = int(time.time()) if now is None else now
         p = query.principal
         assigned = query.case_id is not None and self.cases.is_assigned(query.case_id, p.id, p.agency)
         emergency = (
             Emergency(query.emergency_reason, moment, moment + EMERGENCY_SECONDS) if query.emergency_reason else None
         )
-        taken: dict[tuple[str, str, str], tuple[DecisionRequest, PolicyDecision]] = {}
-        counts: dict[tuple[str, str, str], int] = {}
-        chosen: list[PolicyDecision] = []
-        today = date.today()
-        for record, id_number, pseudonym in items:
-            district = record.clear_fields.get("district")
-            key = (record.dataset_id, str(district) if district else id_number[:6], pseudonym)
-            known = taken.get(key)
-            if known is None:
-                dataset = self.catalog.dataset(record.dataset_id)
-                minor = age_on(id_number, today) < MINOR_AGE
-                request = DecisionRequest(
-                    principal=p,
-                    record=RecordContext(dataset.id, dataset.owner, key[1], minor, pseudonym),
-                    purpose=query.purpose,
-                    case_id=query.case_id,
-                    case_assigned=assigned,
-                    emergency=emergency,
-                    request_id=query.request_id,
-                )
-                decision = self.decisions.evaluate(request)
-                if decision.policy == "fail-closed":
-                    raise ServiceUnavailable("policy")
-                known = taken[key] = (request, decision)
-                counts[key] = 0
-            counts[key] += 1
-            chosen.append(known[1])
-        try:
-            views = [self._view(item[0], d) for item, d in zip(items, chosen, strict=True)]
-        except KeystoreUnavailable:
-            raise ServiceUnavailable("keys") from None
-        return views, [Decided(r, d, counts[k]) for k, (r, d) in taken.items()]
+        return _Tally(self, query, assigned, emergency)
 
     def prepare(self, query: Query) -> tuple[Release, list[Decided]]:
-        """The person view, decided and decrypted in memory; nothing is handed out before :meth:`commit`."""
+        """The person view, decided and decrypted in memory; nothing is handed out before :meth:`commit`.
+
+        Decided before anything is read: the subject's records are counted by dataset and jurisdiction (the
+        only record facts a decision depends on), each group is decided, and only the datasets with an
+        allowed group are read and decrypted. A refused record's row, blob and clear fields never leave the
+        database. A record stored between the count and the read is decided on its own when it is read.
+        """
         id_number = normalise_id_number(query.id_number)
         try:
             pseudonym = self.evidence.pseudonym(id_number)
-            records = self.store.by_subject(self.protector.subject_index(id_number), query.datasets)
+            index = self.protector.subject_index(id_number)
         except KeystoreUnavailable:
             raise ServiceUnavailable("keys") from None
+        wanted = None if query.datasets is None else set(query.datasets)
+        tally = self._tally(query)
+        counted: set[tuple[str, str, str]] = set()  # refused groups, counted by the database's own count
+        for group in self.store.subject_groups(index):
+            if wanted is not None and group.dataset_id not in wanted:
+                continue
+            key = (group.dataset_id, group.jurisdiction or id_number[:6], pseudonym)
+            decided = tally.decide(key, id_number)
+            if not decided.decision.allow:
+                decided.records += group.records
+                counted.add(key)
+        shown = sorted({key[0] for key, d in tally.taken.items() if d.decision.allow})
+        records = self.store.by_subject(index, shown) if shown else []
         records.sort(key=lambda r: (r.dataset_id, r.record_key))
-        views, decided = self._decide(query, [(r, id_number, pseudonym) for r in records])
-        return Release(pseudonym, views), decided
+        views: list[RecordView] = []
+        try:
+            for record in records:
+                key = (record.dataset_id, jurisdiction_of(record) or id_number[:6], pseudonym)
+                decided = tally.decide(key, id_number)
+                if decided.decision.allow:
+                    decided.records += 1
+                    views.append(self._view(record, decided.decision))
+                elif key not in counted:
+                    decided.records += 1
+        except KeystoreUnavailable:
+            raise ServiceUnavailable("keys") from None
+        return tally.release(pseudonym, views)
 
     def prepare_feed(self, query: Query, records: list[ProtectedRecord]) -> tuple[Release, list[Decided]]:
         """A page of a dataset's feed: each live record decided for its own subject."""
-        items = []
+        tally = self._tally(query)
+        views: list[RecordView] = []
         try:
             for record in records:
                 if record.deleted:
@@ -251,41 +313,44 @@ class ReleaseService:
                 if not isinstance(raw, str):
                     continue  # an erased subject: nothing to decide about, nothing to release
                 id_number = normalise_id_number(raw)
-                items.append((record, id_number, self.evidence.pseudonym(id_number)))
+                key = (record.dataset_id, jurisdiction_of(record) or id_number[:6], self.evidence.pseudonym(id_number))
+                decided = tally.decide(key, id_number)
+                decided.records += 1
+                if decided.decision.allow:
+                    views.append(self._view(record, decided.decision))
         except KeystoreUnavailable:
             raise ServiceUnavailable("keys") from None
-        views, decided = self._decide(query, items)
-        return Release("", views), decided
+        return tally.release("", views)
 
     def _view(self, record: ProtectedRecord, decision: PolicyDecision) -> RecordView:
+        """A released record, field by field: decrypted, masked or withheld with the reason."""
         dataset = self.catalog.dataset(record.dataset_id)
-        shown: dict[str, FieldView] = {}  # a refused record shows no field at all
+        shown: dict[str, FieldView] = {}
         new = tuple.__new__
-        if decision.allow:
-            wanted = {n for n, o in decision.fields.items() if o in ("reveal", "mask")}
-            values = self.protector.reveal(record, wanted)
-            reasons = _field_reasons(decision)
-            for definition in dataset.fields:
-                name = definition.name
-                outcome = decision.fields.get(name, "deny")
-                if outcome == "reveal":
-                    value = values.get(name)
-                    shown[name] = new(
-                        FieldView,
-                        ("reveal", _plain(value), "erased (crypto-shredded)" if isinstance(value, Erased) else None),
-                    )
-                elif outcome == "mask":
-                    value = values.get(name)
-                    masked = (
-                        None
-                        if value is None or isinstance(value, Erased)
-                        else value
-                        if definition.mask is MaskType.NONE
-                        else self.protector.masker.mask(definition.mask, value)
-                    )
-                    shown[name] = new(FieldView, ("mask", masked, reasons.get(name, "masked by policy")))
-                else:
-                    shown[name] = new(FieldView, ("deny", None, reasons.get(name, "not revealed by policy")))
+        wanted = {n for n, o in decision.fields.items() if o in ("reveal", "mask")}
+        values = self.protector.reveal(record, wanted)
+        reasons = _field_reasons(decision)
+        for definition in dataset.fields:
+            name = definition.name
+            outcome = decision.fields.get(name, "deny")
+            if outcome == "reveal":
+                value = values.get(name)
+                shown[name] = new(
+                    FieldView,
+                    ("reveal", _plain(value), "erased (crypto-shredded)" if isinstance(value, Erased) else None),
+                )
+            elif outcome == "mask":
+                value = values.get(name)
+                masked = (
+                    None
+                    if value is None or isinstance(value, Erased)
+                    else value
+                    if definition.mask is MaskType.NONE
+                    else self.protector.masker.mask(definition.mask, value)
+                )
+                shown[name] = new(FieldView, ("mask", masked, reasons.get(name, "masked by policy")))
+            else:
+                shown[name] = new(FieldView, ("deny", None, reasons.get(name, "not revealed by policy")))
         return new(  # every field, in order (see FieldView)
             RecordView,
             (
@@ -313,12 +378,11 @@ class ReleaseService:
                 "fields": {n: {"outcome": f.outcome, "value": f.value} for n, f in v.fields.items()},
             }
             for v in views
-            if v.allow
         ]
 
     async def commit(self, release: Release, query: Query, decided: list[Decided]) -> Release:
         p = query.principal
-        released = [v for v in release.records if v.allow]
+        released = release.records
         digest = "sha256:" + hashlib.sha256(canonical_json(self.payload(released))).hexdigest()
         release_entry = EntryDraft(
             type="data.release",
@@ -333,7 +397,7 @@ class ReleaseService:
             ),
             detail={
                 "channel": query.channel,
-                "records_considered": len(release.records),
+                "records_considered": release.considered,
                 "records_released": len(released),
                 "break_glass": any("post_hoc_review" in v.obligations for v in released),
             },

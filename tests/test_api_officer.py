@@ -116,6 +116,35 @@ def test_without_a_case_the_officer_is_refused_and_it_is_audited(world: World) -
     assert release["detail"]["records_released"] == 0 and release["fields_released"] == []
 
 
+def test_a_view_reads_only_the_records_it_releases(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decided before read: a refused record's row never leaves the database (data minimisation, PIPL 6), yet it
+    is still counted, per dataset and reasons, in the answer and in the audit log."""
+    store = world.hub.store
+    read: list[list[str] | None] = []
+    original = store.by_subject
+
+    def recording(subject: bytes, datasets: Any = None) -> Any:
+        read.append(None if datasets is None else list(datasets))
+        return original(subject, datasets)
+
+    monkeypatch.setattr(store, "by_subject", recording)
+    index = world.hub.protector.subject_index(world.resident)
+    held = {g.dataset_id for g in store.subject_groups(index)}
+
+    refused = view(world, investigator(world, mfa=True), purpose="fraud_investigation").json()  # no case
+    assert refused["records"] == [] and refused["refused"] == len(original(index))
+    assert read == []  # nothing was released, so nothing was read
+
+    start = world.hub.evidence.log.size
+    body = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE).json()
+    released = {r["dataset"] for r in body["records"]}
+    assert released and len(read) == 1 and set(read[0] or ()) == released < held
+    logged = entries(world, start)
+    considered = next(e for e in logged if e["type"] == "data.release")["detail"]["records_considered"]
+    assert considered == len(original(index)) == len(body["records"]) + body["refused"]
+    assert {e["dataset"] for e in logged if e["type"] == "access.decision"} == held
+
+
 def test_a_case_of_someone_else_does_not_count(world: World) -> None:
     headers = world.bearer("P-0043", "police", ["officer"], mfa=True)
     world.hub.policy.roles.assign("P-0043", "investigator", "police")

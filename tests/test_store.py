@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import inspect
 
 from hub.catalog import load_catalog
-from hub.store import ProtectedRecord, RecordStore
+from hub.store import ProtectedRecord, RecordStore, SubjectGroup, jurisdiction_of
 from hub.store.records import Provenance, StoreError
 
 PULLED = datetime(2026, 11, 20, 0, 30, tzinfo=UTC)
@@ -82,6 +82,41 @@ def test_lookup_by_blind_index(store: RecordStore) -> None:
     assert store.by_subject(b"\xaa" * 32, datasets=["health.visit"]) == []
     store.upsert([_record("C", version=2, subject=b"\xaa" * 32)._replace(deleted=True)])
     assert [r.record_key for r in store.by_subject(b"\xaa" * 32)] == ["A"]
+
+
+def test_a_subjects_records_are_counted_by_dataset_and_jurisdiction_without_reading_them(store: RecordStore) -> None:
+    """What a release decides on before it reads anything, on both back ends (json_extract and ->>)."""
+    aa = b"\xaa" * 32
+    visit = _record("V1", subject=aa)._replace(dataset_id="health.visit", clear_fields={"visit_no": "V1"})
+    store.upsert(
+        [
+            _record("A", subject=aa),
+            _record("B", subject=aa)._replace(clear_fields={"incident_no": "B", "district": "110108"}),
+            _record("C", subject=aa),
+            _record("D", subject=aa)._replace(clear_fields={"incident_no": "D", "district": ""}),
+            _record("E", subject=b"\xbb" * 32),
+            visit,
+            visit._replace(record_key="V2"),
+        ]
+    )
+    assert store.subject_groups(aa) == [
+        SubjectGroup("health.visit", None, 2),  # no jurisdiction field: placed by the subject's ID number
+        SubjectGroup("police.incident", None, 1),  # an empty one counts as none
+        SubjectGroup("police.incident", "110105", 2),
+        SubjectGroup("police.incident", "110108", 1),
+    ]
+    store.upsert([_record("C", version=2, subject=aa)._replace(deleted=True)])
+    assert SubjectGroup("police.incident", "110105", 1) in store.subject_groups(aa)
+    assert store.subject_groups(b"\xcc" * 32) == []
+    read = store.by_subject(aa, ["police.incident"])
+    assert sorted((r.record_key, jurisdiction_of(r)) for r in read) == [("A", "110105"), ("B", "110108"), ("D", None)]
+    assert sorted(r.record_key for r in store.by_subject(aa, ["health.visit", "police.incident"])) == [
+        "A",
+        "B",
+        "D",
+        "V1",
+        "V2",
+    ]
 
 
 def test_personal_field_in_clear_is_refused(store: RecordStore) -> None:

@@ -6,15 +6,18 @@ column a plaintext personal value could be written to.
 """
 
 from hub.store.engine import create_store_engine, init_schema
-from hub.store.records import ProtectedRecord, RecordStore
+from hub.store.records import JURISDICTION_FIELD, ProtectedRecord, RecordStore, SubjectGroup, jurisdiction_of
 from hub.store.tables import AgencyRow, DatasetRow, RecordRow
 
 __all__ = [
+    "JURISDICTION_FIELD",
     "AgencyRow",
     "DatasetRow",
     "ProtectedRecord",
     "RecordRow",
     "RecordStore",
+    "SubjectGroup",
     "create_store_engine",
     "init_schema",
+    "jurisdiction_of",
 ]

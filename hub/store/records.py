@@ -126,6 +126,9 @@ _READ = (
     _RECORD.c.deleted,
 )
 _BY_SUBJECT = sa_select(*_READ).where(_RECORD.c.subject_index == bindparam("subject"), _RECORD.c.deleted.is_(False))
+# One dataset's records of a subject, a constant statement: an expanding ``IN (...)`` parameter makes
+# SQLAlchemy rewrite the statement's text on every call, and a release reads only the few datasets it may show.
+_BY_SUBJECT_IN = _BY_SUBJECT.where(_RECORD.c.dataset_id == bindparam("dataset"))
 _BY_KEY = sa_select(*_READ).where(
     _RECORD.c.dataset_id == bindparam("dataset"), _RECORD.c.record_key == bindparam("key")
 )
@@ -139,6 +142,39 @@ def _read(row: Sequence[Any]) -> ProtectedRecord:
         ProtectedRecord,
         (dataset_id, record_key, version, provenance, bytes(subject), clear, bytes(sealed), bool(deleted)),
     )
+
+
+JURISDICTION_FIELD = "district"
+"""The clear field that places a record in an administrative division (police incidents, the registry).
+A record without it is placed by its subject's ID number (its first six digits name where it was issued)."""
+
+# A subject's live records counted by dataset and jurisdiction, the inputs a release decides on: the
+# release decides each group once and then reads in full only the records it may show (see hub.release).
+# Constant text per dialect, so no row, blob or JSON document is loaded for a record that stays refused.
+_GROUPS = {
+    "sqlite": (
+        f"SELECT dataset_id, json_extract(clear_fields, '$.{JURISDICTION_FIELD}'), count(*) FROM record "  # noqa: S608
+        "WHERE subject_index = ? AND NOT deleted GROUP BY 1, 2 ORDER BY 1, 2"
+    ),
+    "postgresql": (
+        f"SELECT dataset_id, clear_fields ->> '{JURISDICTION_FIELD}', count(*) FROM record "  # noqa: S608
+        "WHERE subject_index = %s AND NOT deleted GROUP BY 1, 2 ORDER BY 1, 2"
+    ),
+}
+
+
+def jurisdiction_of(record: ProtectedRecord) -> str | None:
+    """Where a record's own jurisdiction field places it, as :meth:`RecordStore.subject_groups` reads it."""
+    place = record.clear_fields.get(JURISDICTION_FIELD)
+    return str(place) if place else None
+
+
+class SubjectGroup(NamedTuple):
+    """How many live records of one dataset about one subject lie in one jurisdiction (None: not recorded)."""
+
+    dataset_id: str
+    jurisdiction: str | None
+    records: int
 
 
 class RecordStore:
@@ -241,12 +277,28 @@ class RecordStore:
 
     def by_subject(self, subject_index: bytes, datasets: Iterable[str] | None = None) -> list[ProtectedRecord]:
         """All live records whose subject has this blind index, optionally limited to some datasets."""
-        query = _BY_SUBJECT
-        if datasets is not None:
-            query = query.where(_RECORD.c.dataset_id.in_(list(datasets)))
         with self.engine.connect() as connection:
-            rows = connection.execute(query, {"subject": subject_index}).all()
+            if datasets is None:
+                rows = connection.execute(_BY_SUBJECT, {"subject": subject_index}).all()
+            else:
+                rows = [
+                    row
+                    for dataset in dict.fromkeys(datasets)
+                    for row in connection.execute(_BY_SUBJECT_IN, {"subject": subject_index, "dataset": dataset})
+                ]
         return [_read(row) for row in rows]
+
+    def subject_groups(self, subject_index: bytes) -> list[SubjectGroup]:
+        """A subject's live records counted by dataset and jurisdiction, without reading any of them."""
+        statement = _GROUPS.get(self.engine.dialect.name)
+        if statement is None:
+            raise StoreError(f"unsupported database dialect {self.engine.dialect.name!r}")
+        with self.engine.connect() as connection:
+            rows = connection.exec_driver_sql(statement, (subject_index,)).all()
+        return [
+            tuple.__new__(SubjectGroup, (dataset, str(place) if place else None, int(count)))
+            for dataset, place, count in rows
+        ]
 
     def feed(
         self, dataset_id: str, after: tuple[datetime, int] | None, limit: int

@@ -51,24 +51,14 @@ def record_out(view: RecordView) -> RecordOut:
     )
 
 
-def refusals_out(views: list[RecordView]) -> list[RefusalOut]:
-    """Refused records grouped by dataset and reasons: a resident with 30 door-sensor events refused for one
-    reason gets one line saying 30, not 30 copies of the reason."""
-    counts: dict[tuple[str, tuple[str, ...]], int] = {}
-    for view in views:
-        if not view.allow:
-            key = (view.dataset, view.reasons)
-            counts[key] = counts.get(key, 0) + 1
-    return [RefusalOut(dataset=d, reasons=list(r), records=n) for (d, r), n in counts.items()]
-
-
 def release_out(release: Release, acr_values: list[str]) -> ReleaseOut:
-    shown = [record_out(v) for v in release.records if v.allow]
+    """The answer to a release. Refused records come grouped by dataset and reasons: a resident with 30
+    door-sensor events refused for one reason gets one line saying 30, not 30 copies of the reason."""
     return ReleaseOut(
         subject=release.subject,
-        records=shown,
-        refused=len(release.records) - len(shown),
-        refusals=refusals_out(release.records),
+        records=[record_out(v) for v in release.records],
+        refused=release.refused,
+        refusals=[RefusalOut(dataset=r.dataset, reasons=list(r.reasons), records=r.records) for r in release.refusals],
         step_up=StepUp(required=release.step_up_required, acr_values=acr_values if release.step_up_required else []),
         review_task=release.review_task,
         audit={"release_seq": release.release_seq, "payload_digest": release.payload_digest},

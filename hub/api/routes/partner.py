@@ -116,11 +116,10 @@ async def feed(
     )
     prepared, decided = await hub.release.run(hub.release.prepare_feed, query, records)
     release = await hub.release.commit(prepared, query, decided)
-    shown = [record_out(v) for v in release.records if v.allow]
     return FeedOut(
         dataset=dataset,
-        records=shown,
-        refused=len(release.records) - len(shown),
+        records=[record_out(v) for v in release.records],
+        refused=release.refused,
         next_cursor=_encode_cursor(position) if position else cursor,
         audit={"release_seq": release.release_seq, "payload_digest": release.payload_digest},
     )
