@@ -89,6 +89,31 @@ def driver_sql(sql: str, paramstyle: str) -> str:
     raise ValueError(f"unsupported DB-API paramstyle {paramstyle!r}")
 
 
+def fetch_all(engine: Engine, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    """The rows of one constant read statement (``?`` placeholders), run by the driver on a pooled connection.
+
+    For the few small reads on every request's path (a person view's record counts, a subject's consents):
+    SQLAlchemy's connection wrapper, execution context and result set cost about 30 µs a statement here,
+    more than SQLite's own work for a handful of rows; the pooled driver connection costs 8. Rows come as the
+    driver gives them (sqlite3: JSON as text; psycopg: JSON parsed, with the engine's ``json_deserializer``).
+    """
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(driver_sql(sql, engine.dialect.paramstyle), parameters)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+    finally:
+        connection.close()  # back to the pool, which rolls back the read's transaction
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column's value as :func:`fetch_all` returns it: parsed already (psycopg) or text (sqlite3)."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
 def create_sql_engine(
     url: str, extra_sqlite_pragmas: Sequence[str] = (), sqlite_page_size: int | None = None
 ) -> Engine:

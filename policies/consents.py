@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from sqlalchemy import Engine, bindparam
-from sqlalchemy import select as sa_select
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from audit.entries import Actor, EntryDraft
+from keys.sql import fetch_all, json_value
 from policies.errors import PolicyInputError
 from policies.purposes import purpose
 from policies.tables import ConsentEvent
@@ -30,19 +30,14 @@ CHANNELS = ("counter", "app", "web", "paper")
 AuditSink = Callable[[EntryDraft], object]
 
 
-_EVENT: Any = ConsentEvent.__table__  # type: ignore[attr-defined]
-# Every decision under an agreement reads the subject's consents: one Core statement, compiled once, not an
-# ORM query built per call. The ORM's statement building, session and identity map took 24% of a person
-# view's CPU (py-spy), for a handful of rows; bench/person_view.py, the two in turn: 1.93-2.01 ms a request
-# before, 1.60-1.82 after. All the subject's events are read and the agreements picked in Python: a
-# resident has a few, and an expanding "IN (...)" parameter made SQLAlchemy rewrite the statement's text
-# on every call (7% of a served person view's samples).
+# Every decision under an agreement reads the subject's consents: one constant statement run by the driver
+# (keys.sql.fetch_all), not an ORM query built per call nor a Core statement. The ORM's statement building,
+# session and identity map took 24% of a person view's CPU (py-spy), and SQLAlchemy's execution machinery
+# alone about 30 µs a call, more than the database's work for a handful of rows. All the subject's events are
+# read and the agreements picked in Python: a resident has a few, and an expanding "IN (...)" parameter made
+# SQLAlchemy rewrite the statement's text on every call.
 _CURRENT = (
-    sa_select(
-        _EVENT.c.agreement_id, _EVENT.c.type, _EVENT.c.action, _EVENT.c.purposes, _EVENT.c.scope_version, _EVENT.c.at
-    )
-    .where(_EVENT.c.subject == bindparam("subject"))
-    .order_by(_EVENT.c.id)
+    "SELECT agreement_id, type, action, purposes, scope_version, at FROM consent_event WHERE subject = ? ORDER BY id"
 )
 
 
@@ -128,23 +123,21 @@ class ConsentLedger:
         """The latest state of each (agreement, type) consent of ``subject``, as the policy reads it."""
         if not agreement_ids:
             return []
-        with self.engine.connect() as connection:
-            events = connection.execute(_CURRENT, {"subject": subject}).all()
         wanted = set(agreement_ids)
         latest: dict[tuple[str, str], Any] = {}
-        for event in events:
-            if event.agreement_id in wanted:
-                latest[(event.agreement_id, event.type)] = event
+        for event in fetch_all(self.engine, _CURRENT, (subject,)):
+            if event[0] in wanted:
+                latest[(event[0], event[1])] = event
         return [
             {
-                "type": e.type,
-                "status": "granted" if e.action == "grant" else "withdrawn",
-                "agreement": e.agreement_id,
-                "purposes": list(e.purposes),
-                "scope_version": e.scope_version,
-                "granted_at": e.at,
+                "type": kind,
+                "status": "granted" if action == "grant" else "withdrawn",
+                "agreement": agreement,
+                "purposes": list(json_value(purposes)),
+                "scope_version": scope_version,
+                "granted_at": at,
             }
-            for e in latest.values()
+            for agreement, kind, action, purposes, scope_version, at in latest.values()
         ]
 
     def history(self, subject: str) -> list[ConsentEvent]:

@@ -19,7 +19,7 @@ from hub.catalog import Catalog, DatasetDefinition
 from hub.catalog.labels import PIClass
 from hub.errors import HubError
 from hub.store.tables import AgencyRow, DatasetRow, RecordRow
-from keys.sql import driver_sql
+from keys.sql import driver_sql, fetch_all
 
 
 class StoreError(HubError):
@@ -158,7 +158,7 @@ _GROUPS = {
     ),
     "postgresql": (
         f"SELECT dataset_id, clear_fields ->> '{JURISDICTION_FIELD}', count(*) FROM record "  # noqa: S608
-        "WHERE subject_index = %s AND NOT deleted GROUP BY 1, 2 ORDER BY 1, 2"
+        "WHERE subject_index = ? AND NOT deleted GROUP BY 1, 2 ORDER BY 1, 2"
     ),
 }
 
@@ -293,11 +293,9 @@ class RecordStore:
         statement = _GROUPS.get(self.engine.dialect.name)
         if statement is None:
             raise StoreError(f"unsupported database dialect {self.engine.dialect.name!r}")
-        with self.engine.connect() as connection:
-            rows = connection.exec_driver_sql(statement, (subject_index,)).all()
         return [
             tuple.__new__(SubjectGroup, (dataset, str(place) if place else None, int(count)))
-            for dataset, place, count in rows
+            for dataset, place, count in fetch_all(self.engine, statement, (subject_index,))
         ]
 
     def feed(
