@@ -37,10 +37,10 @@ def free_port() -> int:
 
 
 def start(app: str, port: int, env: dict[str, str], app_dir: Path) -> subprocess.Popen[bytes]:
-    command = [
+    command = [  # both apps as `hub serve` serves: httptools with TCP_NODELAY, a socket per worker (hub/api/serving.py)
         sys.executable,
         "-m",
-        "uvicorn",
+        "hub.api.serving",
         app,
         "--factory",
         "--host",
@@ -52,8 +52,6 @@ def start(app: str, port: int, env: dict[str, str], app_dir: Path) -> subprocess
         "--log-level",
         "warning",
         "--no-access-log",
-        "--http",  # both apps: as `hub serve` serves (httptools with TCP_NODELAY, see hub/api/serving.py)
-        "hub.api.serving:NoDelayHttpToolsProtocol",
         "--app-dir",
         str(app_dir),
     ]
@@ -110,10 +108,9 @@ async def load(port: int, requests: list[bytes], seconds: float, clients: int = 
     latencies: list[float] = []
     errors = 0
 
-    # One connection at a time, a few milliseconds apart: uvicorn's workers share one listening socket and
-    # asyncio accepts every pending connection in one go, so 32 simultaneous connects often all land on one
-    # worker (seen here: 32 and 0), which halves the capacity measured. Spaced out, each accept is a fresh
-    # race between the workers.
+    # One connection at a time, a few milliseconds apart, as clients arrive. Each worker listens on its own
+    # socket (hub/api/serving.py), so the kernel spreads them; on uvicorn's one shared socket splits of 31/1
+    # and 32/0 were common, and a round then measured the worker that took most of them.
     connections = []
     for _ in range(clients):
         connections.append(await asyncio.open_connection("127.0.0.1", port))

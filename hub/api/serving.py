@@ -15,17 +15,32 @@ a dependency, except on Windows, which it does not support). Measured with bench
 each way taken in turn: the person view served 1,246 and 1,282 requests/s (1.36-1.49 ms of server CPU a
 request) against 1,027 and 1,244 on asyncio's own loop (1.37-1.79 ms), and the p99 ratio was 2.33 and 2.44
 against 3.26 and 2.79. uvloop sets ``TCP_NODELAY`` itself; setting it again here is harmless.
+
+With several workers each listens on a socket of its own (``SO_REUSEPORT``, Linux), so the kernel spreads
+new connections over them. uvicorn binds one socket in its supervisor and every worker accepts from it;
+whichever worker the scheduler wakes first wins each race, and it tends to keep winning. Measured with 32
+keep-alive clients against two workers, rounds split 24/8, 29/3, 31/1 and 32/0. A worker left with a few
+connections idles while they wait for their audit commit, the other saturates: person views fell from about
+1,600 to 1,150-1,300 requests/s in those rounds, and their tail latency rose with them.
 """
 
 from __future__ import annotations
 
+import argparse
 import socket
+import sys
 from asyncio import Transport
+from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
+from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
 PROTOCOL = "hub.api.serving:NoDelayHttpToolsProtocol"  # for uvicorn's ``http`` setting (``--http`` on its CLI)
+SPREADS_CONNECTIONS = sys.platform.startswith("linux")  # elsewhere SO_REUSEPORT does not balance (BSD, macOS)
 
 
 def _no_delay(transport: Transport) -> None:
@@ -44,3 +59,89 @@ class NoDelayH11Protocol(H11Protocol):
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]  # as uvicorn's own
         _no_delay(transport)
         super().connection_made(transport)
+
+
+def reuse_port_socket(family: int, address: Any) -> socket.socket:
+    """A TCP socket bound to ``address`` that other sockets of this user may bind too (``SO_REUSEPORT``)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock
+
+
+class WorkerListener(socket.socket):
+    """The supervisor's socket, which no worker shares: each worker that receives it binds a twin of its own.
+
+    uvicorn hands its supervisor's socket to every worker process by pickling it (and again to each worker it
+    restarts); this class's reducer makes that hand-over "bind your own ``SO_REUSEPORT`` socket to this
+    address" instead. The supervisor's socket stays bound and never listens, so it holds the port and is
+    given no connections.
+    """
+
+
+def _reduce_listener(listener: WorkerListener) -> tuple[Callable[..., socket.socket], tuple[int, Any]]:
+    return reuse_port_socket, (int(listener.family), listener.getsockname())
+
+
+ForkingPickler.register(WorkerListener, _reduce_listener)
+
+
+class SpreadingConfig(uvicorn.Config):
+    """uvicorn's settings, binding a :class:`WorkerListener` for several workers on a TCP address."""
+
+    def bind_socket(self) -> socket.socket:
+        if self.uds is not None or self.fd is not None or self.workers <= 1 or not SPREADS_CONNECTIONS:
+            return super().bind_socket()
+        family = socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
+        listener = WorkerListener(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind((self.host, self.port))
+        uvicorn.config.logger.info(
+            "Uvicorn running on http://%s:%d with %d workers, each on its own socket (Press CTRL+C to quit)",
+            self.host,
+            listener.getsockname()[1],
+            self.workers,
+        )
+        return listener
+
+
+def serve(app: str, *, host: str, port: int, workers: int, **options: Any) -> None:
+    """Serve the ASGI app at import string ``app`` as ``hub serve`` does: httptools with Nagle off, uvloop, and
+    with several workers each on its own socket. ``options`` go to uvicorn's settings (``factory=True``, say)."""
+    config = SpreadingConfig(app, host=host, port=port, workers=workers, http=PROTOCOL, **options)
+    if workers <= 1:
+        uvicorn.Server(config).run()
+        return
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m hub.api.serving APP``: serve any ASGI app the way the hub is served (the API benchmark serves
+    the hub and its unprotected baseline through this, so the two differ only in the protection)."""
+    parser = argparse.ArgumentParser(prog="python -m hub.api.serving", description=main.__doc__)
+    parser.add_argument("app", help="import string, module:attribute")
+    parser.add_argument("--factory", action="store_true", help="the attribute is a factory returning the app")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--app-dir", default="", help="a folder to import the app from")
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--no-access-log", action="store_true")
+    args = parser.parse_args(argv)
+    if args.app_dir:
+        sys.path.insert(0, args.app_dir)  # the workers are spawned with this process's sys.path
+    serve(
+        args.app,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        factory=args.factory,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+    )
+
+
+if __name__ == "__main__":
+    main()

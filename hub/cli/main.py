@@ -46,12 +46,10 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
 ) -> None:
     """Serve the hub API (OpenAPI docs at /docs)."""
-    import uvicorn
-
-    from hub.api.serving import PROTOCOL
+    from hub.api import serving
 
     get_settings()  # fail on bad settings before binding a port
-    uvicorn.run("hub.api.app:create_app", factory=True, host=host, port=port, workers=workers, http=PROTOCOL)
+    serving.serve("hub.api.app:create_app", host=host, port=port, workers=workers, factory=True)
 
 
 def main() -> None:
