@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
+from hub.api.models import ReleaseOut
 from hub.store.tables import AccessIndexRow
 from tests.api_world import World
 
@@ -42,6 +43,19 @@ def test_with_a_case_fields_are_revealed_masked_or_absent_with_reasons(world: Wo
         "reason": "not revealed: outside the agreement's fields or without a lawful basis (PIPL 13, 23, 29, 31)",
     }
     assert body["step_up"]["required"] is False
+
+
+@pytest.mark.parametrize("mfa", [True, False])
+def test_the_answer_is_exactly_the_documented_release_model(world: World, mfa: bool) -> None:
+    """The answer is written by orjson, not through the model: it must be ReleaseOut to the letter (a dump of the
+    parsed model gives back the same JSON, so no key is extra, missing or of another type), as OpenAPI says."""
+    answer = view(world, investigator(world, mfa=mfa), purpose="fraud_investigation", case_id=CASE)
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert body["records"] and body["refusals"] and body["step_up"]["required"] is not mfa
+    assert ReleaseOut.model_validate(body).model_dump(mode="json") == body
+    documented = world.client.get("/openapi.json").json()["paths"][VIEW]["post"]["responses"]["200"]
+    assert documented["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ReleaseOut"}
 
 
 def test_sensitive_fields_need_step_up(world: World) -> None:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from audit.entries import Actor
+from hub.api.models import ReleaseOut
 from hub.client import NotAuthenticated, PartnerClient, UnsignedResponse
 from hub.httpsig import Message, sign_request
 from tests.api_world import BASE, PARTNER_KEY_ID, World
@@ -52,6 +53,7 @@ def test_signed_query_returns_records_and_a_signed_answer(world: World) -> None:
     log = world.hub.evidence.log
     release = json.loads(next(iter(log.bodies(answer["audit"]["release_seq"], answer["audit"]["release_seq"] + 1))))
     assert release["type"] == "data.release" and release["payload_digest"] == answer["audit"]["payload_digest"]
+    assert ReleaseOut.model_validate(answer).model_dump(mode="json") == answer  # the documented model, exactly
 
 
 def test_the_client_rejects_an_answer_signed_by_another_key(world: World) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 
 from connectors.bus.select import open_bus
 from connectors.push import push_records
@@ -22,7 +23,7 @@ from hub.api.models import AgreementOut, FeedOut, PartnerQueryIn, PushIn, PushOu
 from hub.api.partner_keys import PartnerKey
 from hub.api.problems import request_id_of
 from hub.api.routes.admin import agreement_out, request_agreement_from
-from hub.api.routes.common import problems, record_out, release_out
+from hub.api.routes.common import problems, record_out, release_json
 from hub.errors import HubError
 from hub.release import Query as ReleaseQuery
 from policies.agreements import Principal
@@ -69,11 +70,12 @@ async def sharing_request(
 @router.post(
     "/records/query",
     summary="A resident's records under an active agreement, found through the blind index of their ID number",
+    response_model=ReleaseOut,
     responses=SIGNED,
 )
 async def query_records(
     body: PartnerQueryIn, request: Request, key: Annotated[PartnerKey, Depends(partner)]
-) -> ReleaseOut:
+) -> Response:
     hub = hub_of(request)
     for dataset in body.datasets or []:
         hub.catalog.dataset(dataset)
@@ -87,7 +89,7 @@ async def query_records(
         channel="partner",
     )
     release = await hub.release.release(query)
-    return release_out(release, [])
+    return release_json(release, [])
 
 
 @router.get(
