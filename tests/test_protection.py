@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +67,20 @@ def test_protect_store_and_reveal_across_agencies(protector: RecordProtector, st
     masked = protector.masked(next(r for r in found if r.dataset_id == "civil_affairs.vulnerable_person"))
     assert masked["name"] == "王**" and masked["phone"] == "138****5678" and masked["address"] == "北京市朝阳区"
     assert masked["community"] == "团结湖东里社区"
+
+
+@pytest.mark.parametrize("value", ["王秀英", 'a\\b "q" \u2028', 2**70, -(2**63) - 1, 1.5, True, ["x", 1]])
+def test_a_sealed_value_is_revealed_exactly_as_given(protector: RecordProtector, value: object) -> None:
+    """Whatever JSON value a personal field held comes back equal and of the same type (orjson reads the
+    strings; integers past 64 bits, which orjson would turn into floats, and the rest go the standard way)."""
+    person = protector.protect("civil_affairs.vulnerable_person", "MZ1", 1, PROVENANCE, {**PERSON, "name": value})
+    revealed = protector.reveal(person, {"name"})["name"]
+    assert revealed == value and type(revealed) is type(value)
+
+
+def test_a_nan_sealed_by_json_dumps_is_revealed(protector: RecordProtector) -> None:
+    person = protector.protect("civil_affairs.vulnerable_person", "MZ1", 1, PROVENANCE, {**PERSON, "name": math.nan})
+    assert math.isnan(protector.reveal(person, {"name"})["name"])
 
 
 def test_no_personal_value_reaches_the_database_in_clear(protector: RecordProtector, tmp_path: Path) -> None:
