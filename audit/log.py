@@ -75,8 +75,7 @@ def _batch_effects(batch: Sequence[_Pending]) -> list[Effect]:
     """The batch's effects in order, each combinable class's together at its first place (see Combinable)."""
     order: list[Effect | type] = []
     combined: dict[type, list[Effect]] = {}
-    for pending in batch:
-        effect = pending.effect
+    for effect in (e for pending in batch for _, e in pending.drafts):
         if effect is None:
             continue
         kind = type(effect)
@@ -108,39 +107,46 @@ class TamperedLog(RuntimeError):
     """Stored entries do not match their stored leaf hashes."""
 
 
+Sealed = list[SealedEntry]
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    """One queued append: resolved through a thread future, or an asyncio future on ``loop``."""
+    """One queued append of one or more drafts that belong together (a release's decisions and itself), in
+    order, each with its effect: resolved, with their sealed entries, through a thread future or an asyncio
+    future on ``loop``. One item and one future a release, not one an entry: the futures, queue puts and the
+    ``gather`` over them cost more than the queueing itself."""
 
-    draft: EntryDraft
-    future: Future[SealedEntry] | None = None
-    waiter: asyncio.Future[SealedEntry] | None = None
+    drafts: tuple[tuple[EntryDraft, Effect | None], ...]
+    future: Future[Sealed] | None = None
+    waiter: asyncio.Future[Sealed] | None = None
     loop: asyncio.AbstractEventLoop | None = None
-    effect: Effect | None = None
 
 
-def _resolve(waiters: list[tuple[asyncio.Future[SealedEntry], SealedEntry | None]], error: Exception | None) -> None:
+def _resolve(waiters: list[tuple[asyncio.Future[Sealed], Sealed | None]], error: Exception | None) -> None:
     """Runs on the event loop: settle a whole batch's waiters in one wake-up."""
-    for waiter, entry in waiters:
+    for waiter, entries in waiters:
         if waiter.done():  # the awaiting task was cancelled
             continue
-        if error is not None or entry is None:
+        if error is not None or entries is None:
             waiter.set_exception(error or AuditUnavailable("audit log: no result"))
         else:
-            waiter.set_result(entry)
+            waiter.set_result(entries)
 
 
-def _settle(batch: list[_Pending], entries: list[SealedEntry] | None, error: Exception | None) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[SealedEntry], SealedEntry | None]]] = {}
-    for index, pending in enumerate(batch):
-        entry = entries[index] if entries is not None else None
+def _settle(batch: list[_Pending], entries: Sealed | None, error: Exception | None) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Sealed], Sealed | None]]] = {}
+    start = 0
+    for pending in batch:
+        own = entries[start : start + len(pending.drafts)] if entries is not None else None
+        start += len(pending.drafts)
         if pending.future is not None:
-            if error is not None or entry is None:
+            if error is not None or own is None:
                 pending.future.set_exception(error or AuditUnavailable("audit log: no result"))
             else:
-                pending.future.set_result(entry)
+                pending.future.set_result(own)
         elif pending.waiter is not None and pending.loop is not None:
-            by_loop.setdefault(pending.loop, []).append((pending.waiter, entry))
+            by_loop.setdefault(pending.loop, []).append((pending.waiter, own))
     for loop, waiters in by_loop.items():
         with contextlib.suppress(RuntimeError):  # that event loop has closed; nobody is waiting
             loop.call_soon_threadsafe(_resolve, waiters, error)
@@ -237,10 +243,21 @@ class AuditLog:
     # -- appending -------------------------------------------------------------------------------------
 
     def submit(self, draft: EntryDraft, effect: Effect | None = None) -> Future[SealedEntry]:
+        """Queue ``draft``; the future gives its sealed entry once it is durable."""
         if self._closed:
             raise AuditUnavailable("the audit log is closed")
+        queued: Future[Sealed] = Future()
         future: Future[SealedEntry] = Future()
-        self._queue.put(_Pending(draft, future=future, effect=effect))
+
+        def settle(done: Future[Sealed]) -> None:
+            error = done.exception()
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(done.result()[0])
+
+        queued.add_done_callback(settle)
+        self._queue.put(_Pending(((draft, effect),), future=queued))
         return future
 
     def append(self, draft: EntryDraft, timeout: float = 30.0, effect: Effect | None = None) -> SealedEntry:
@@ -257,35 +274,32 @@ class AuditLog:
         if self._closed:
             raise AuditUnavailable("the audit log is closed")
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[SealedEntry] = loop.create_future()
-        self._queue.put(_Pending(draft, waiter=waiter, loop=loop, effect=effect))
-        return await waiter
+        waiter: asyncio.Future[Sealed] = loop.create_future()
+        self._queue.put(_Pending(((draft, effect),), waiter=waiter, loop=loop))
+        return (await waiter)[0]
 
     async def append_all_async(self, drafts: Sequence[tuple[EntryDraft, Effect | None]]) -> list[SealedEntry]:
-        """Record several drafts durably from async code, in order (each with its ``effect``, as for
-        :meth:`append`); raises AuditUnavailable if any of them could not be recorded.
+        """Record several drafts durably from async code, in order and in one batch (each with its ``effect``,
+        as for :meth:`append`); raises AuditUnavailable if they could not be recorded.
 
-        One future a draft and no task: a release appends its decisions and itself together, and a task
-        for each append (``asyncio.gather`` over :meth:`append_async`) cost more than the queueing."""
+        One queued item and one future for them all: a release appends its decisions and itself together, and
+        a future (or a task) a draft cost more than the queueing."""
         if self._closed:
             raise AuditUnavailable("the audit log is closed")
         loop = asyncio.get_running_loop()
-        waiters: list[asyncio.Future[SealedEntry]] = [loop.create_future() for _ in drafts]
-        pending = [_Pending(d, waiter=w, loop=loop, effect=e) for (d, e), w in zip(drafts, waiters, strict=True)]
+        waiter: asyncio.Future[Sealed] = loop.create_future()
         # Queued on the loop's next turn, after the callbacks already ready: the appends of every request
         # that reaches this point in the same turn reach the writer together, as one batch. Queued at once,
         # each release woke the writer by itself (batches of 4 entries instead of 56 in process).
-        loop.call_soon(self._queue_all, pending, waiters)
-        return list(await asyncio.gather(*waiters))
+        loop.call_soon(self._queue_one, _Pending(tuple(drafts), waiter=waiter, loop=loop))
+        return await waiter
 
-    def _queue_all(self, pending: list[_Pending], waiters: list[asyncio.Future[SealedEntry]]) -> None:
+    def _queue_one(self, pending: _Pending) -> None:
         if self._closed:  # closed since the call: the writer may be gone, so nobody would answer
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(AuditUnavailable("the audit log is closed"))
+            if pending.waiter is not None and not pending.waiter.done():
+                pending.waiter.set_exception(AuditUnavailable("the audit log is closed"))
             return
-        for item in pending:
-            self._queue.put(item)
+        self._queue.put(pending)
 
     def _run(self) -> None:
         while True:
@@ -293,9 +307,10 @@ class AuditLog:
             if first is _STOP:
                 return
             batch = [first]
+            entries = len(first.drafts) if isinstance(first, _Pending) else 0
             stop = False
             deadline = time.monotonic() + self.linger
-            while len(batch) < self.max_batch and not stop:
+            while entries < self.max_batch and not stop:
                 try:
                     item = self._queue.get_nowait()  # drain what is already there without waiting
                 except queue.Empty:
@@ -310,6 +325,7 @@ class AuditLog:
                     stop = True
                 else:
                     batch.append(item)
+                    entries += len(item.drafts) if isinstance(item, _Pending) else 0
             self._commit([p for p in batch if isinstance(p, _Pending)])
             if stop:
                 return
@@ -364,14 +380,15 @@ class AuditLog:
                     self._catch_up(connection=connection)
                 base = self.tree.size
                 now = utc_stamp()  # one time stamp per batch: the entries were committed together
-                sealed = [seal_entry(p.draft, base + i, now) for i, p in enumerate(batch)]
+                drafts = [d for p in batch for d, _ in p.drafts]
+                sealed = [seal_entry(d, base + i, now) for i, d in enumerate(drafts)]
                 hashes = [leaf_hash(e.body) for e in sealed]
                 # The driver's own executemany: the Core insert costs more than the rest of the batch.
                 connection.exec_driver_sql(
                     self._insert_sql, [(e.seq, h, e.body) for e, h in zip(sealed, hashes, strict=True)]
                 )
                 if self.indexer is not None:
-                    self.indexer(connection, [(p.draft, e) for p, e in zip(batch, sealed, strict=True)])
+                    self.indexer(connection, list(zip(drafts, sealed, strict=True)))
                 for effect in _batch_effects(batch):
                     effect(connection)
             # Committed: only now does the tree grow, so it never holds an entry the database lacks.
