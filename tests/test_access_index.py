@@ -37,7 +37,7 @@ def test_only_decisions_about_a_subject_are_indexed_with_their_record_count() ->
         decision(detail={}),  # an older entry without a count covers one record
     ]
     pairs = [(d, seal_entry(d, 40 + i, when)) for i, d in enumerate(drafts)]
-    rows = access_rows(pairs)
+    rows = [row._asdict() for row in access_rows(pairs)]
     assert rows == [
         {
             "seq": 40,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import NamedTuple
 
 from sqlalchemy import Connection
 
@@ -17,9 +17,24 @@ from audit.entries import EntryDraft, SealedEntry
 from keys.sql import driver_sql
 
 
-def access_rows(pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> list[dict[str, Any]]:
+class AccessRow(NamedTuple):
+    """One ``access_index`` row, its fields in the table's column order (the insert takes it as it is)."""
+
+    seq: int
+    subject: str
+    at: int
+    agency: str
+    purpose: str
+    dataset: str
+    case_id: str | None
+    result: str
+    break_glass: bool
+    records: int
+
+
+def access_rows(pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> list[AccessRow]:
     """One row per sequenced decision entry that names a subject; other entries index nothing."""
-    rows: list[dict[str, Any]] = []
+    rows: list[AccessRow] = []
     moment = ""
     at = 0
     for draft, sealed in pairs:
@@ -30,23 +45,23 @@ def access_rows(pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> list[dict[st
             at = int(datetime.fromisoformat(moment).timestamp())
         records = draft.detail.get("records", 1)
         rows.append(
-            {
-                "seq": sealed.seq,
-                "subject": draft.subject,
-                "at": at,
-                "agency": draft.actor.agency,
-                "purpose": draft.purpose or "",
-                "dataset": draft.dataset or "",
-                "case_id": draft.case,
-                "result": draft.decision.result,
-                "break_glass": draft.detail.get("break_glass") is True,
-                "records": records if isinstance(records, int) and not isinstance(records, bool) else 1,
-            }
+            AccessRow(
+                sealed.seq,
+                draft.subject,
+                at,
+                draft.actor.agency,
+                draft.purpose or "",
+                draft.dataset or "",
+                draft.case,
+                draft.decision.result,
+                draft.detail.get("break_glass") is True,
+                records if isinstance(records, int) and not isinstance(records, bool) else 1,
+            )
         )
     return rows
 
 
-_COLUMNS = ("seq", "subject", "at", "agency", "purpose", "dataset", "case_id", "result", "break_glass", "records")
+_COLUMNS = AccessRow._fields
 _INSERT = f"INSERT INTO access_index ({', '.join(_COLUMNS)}) VALUES ({', '.join(['?'] * len(_COLUMNS))})"  # noqa: S608
 
 
@@ -59,4 +74,4 @@ def index_accesses(connection: Connection, pairs: Sequence[tuple[EntryDraft, Sea
     rows = access_rows(pairs)
     if rows:
         statement = driver_sql(_INSERT, connection.dialect.paramstyle)
-        connection.exec_driver_sql(statement, [tuple(row[c] for c in _COLUMNS) for row in rows])
+        connection.exec_driver_sql(statement, rows)
