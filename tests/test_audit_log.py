@@ -352,3 +352,30 @@ def test_sqlite_writers_wait_on_the_lock_file_not_on_sqlites_busy_handler(tmp_pa
         assert pending.result(timeout=5).seq == 0  # ...and goes on as soon as it is released
     finally:
         audit.close()
+
+
+def test_the_entries_of_one_append_all_are_consecutive_and_in_order_among_concurrent_ones(tmp_path: Path) -> None:
+    """A release's decisions and the release itself travel as one queued item: whatever else is appended at
+    the same time, they get consecutive numbers in the order given, and one batch commits them all."""
+    log = AuditLog(
+        create_sql_engine(f"sqlite:///{tmp_path / 'audit.db'}"),
+        NoteSigner(ORIGIN, Ed25519PrivateKey.generate()),
+        ORIGIN,
+    )
+
+    def drafts(release: int, count: int) -> list[tuple[EntryDraft, None]]:
+        return [(DRAFT.model_copy(update={"request_id": f"r{release}-{i}"}), None) for i in range(count)]
+
+    async def releases() -> list[list[SealedEntry]]:
+        together = [asyncio.ensure_future(log.append_all_async(drafts(n, 1 + n % 4))) for n in range(30)]
+        await asyncio.gather(*(log.append_async(DRAFT) for _ in range(10)))  # others, appended meanwhile
+        return list(await asyncio.gather(*together))
+
+    try:
+        for n, sealed in enumerate(asyncio.run(releases())):
+            seqs = [e.seq for e in sealed]
+            assert seqs == list(range(seqs[0], seqs[0] + 1 + n % 4))
+            assert [json.loads(e.body)["request_id"] for e in sealed] == [f"r{n}-{i}" for i in range(1 + n % 4)]
+            assert len({e.time for e in sealed}) == 1  # committed in one batch
+    finally:
+        log.close()
