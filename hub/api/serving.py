@@ -27,6 +27,7 @@ connections idles while they wait for their audit commit, the other saturates: p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import sys
 from asyncio import Transport
@@ -35,6 +36,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
@@ -61,9 +63,9 @@ class NoDelayH11Protocol(H11Protocol):
         super().connection_made(transport)
 
 
-def reuse_port_socket(family: int, address: Any) -> socket.socket:
+def reuse_port_socket(family: int, address: Any, kind: type[socket.socket] = socket.socket) -> socket.socket:
     """A TCP socket bound to ``address`` that other sockets of this user may bind too (``SO_REUSEPORT``)."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = kind(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(address)
@@ -94,10 +96,7 @@ class SpreadingConfig(uvicorn.Config):
         if self.uds is not None or self.fd is not None or self.workers <= 1 or not SPREADS_CONNECTIONS:
             return super().bind_socket()
         family = socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
-        listener = WorkerListener(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        listener.bind((self.host, self.port))
+        listener = reuse_port_socket(family, (self.host, self.port), WorkerListener)
         uvicorn.config.logger.info(
             "Uvicorn running on http://%s:%d with %d workers, each on its own socket (Press CTRL+C to quit)",
             self.host,
@@ -111,10 +110,14 @@ def serve(app: str, *, host: str, port: int, workers: int, **options: Any) -> No
     """Serve the ASGI app at import string ``app`` as ``hub serve`` does: httptools with Nagle off, uvloop, and
     with several workers each on its own socket. ``options`` go to uvicorn's settings (``factory=True``, say)."""
     config = SpreadingConfig(app, host=host, port=port, workers=workers, http=PROTOCOL, **options)
-    if workers <= 1:
-        uvicorn.Server(config).run()
-        return
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        if workers <= 1:
+            server.run()
+        else:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+    if workers <= 1 and not server.started:  # as uvicorn.run: an app that failed to start is an exit code
+        sys.exit(STARTUP_FAILURE)
 
 
 def main(argv: list[str] | None = None) -> None:
