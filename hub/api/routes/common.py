@@ -7,7 +7,6 @@ from typing import Any
 import orjson
 from fastapi.responses import Response
 
-from hub.api.models import FieldOut, RecordOut
 from hub.api.problems import PROBLEM_MEDIA_TYPE
 from hub.release import RecordView, Release
 
@@ -40,18 +39,20 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def record_out(view: RecordView) -> RecordOut:
-    return RecordOut(
-        dataset=view.dataset,
-        record_key=view.record_key,
-        owner=view.owner,
-        version=view.version,
-        allow=view.allow,
-        policy=view.policy,
-        reasons=list(view.reasons),
-        obligations=list(view.obligations),
-        fields={n: FieldOut(outcome=f.outcome, value=f.value, reason=f.reason) for n, f in view.fields.items()},
-    )
+def record_json(view: RecordView) -> dict[str, Any]:
+    """A released record as :class:`RecordOut`'s JSON: the one place that shape is written, for release answers
+    (serialized directly) and feed pages (validated through ``FeedOut``)."""
+    return {
+        "dataset": view.dataset,
+        "record_key": view.record_key,
+        "owner": view.owner,
+        "version": view.version,
+        "allow": view.allow,
+        "policy": view.policy,
+        "reasons": view.reasons,
+        "obligations": view.obligations,
+        "fields": {n: {"outcome": f[0], "value": f[1], "reason": f[2]} for n, f in view.fields.items()},
+    }
 
 
 def release_json(release: Release, acr_values: list[str]) -> Response:
@@ -63,20 +64,7 @@ def release_json(release: Release, acr_values: list[str]) -> Response:
     """
     body = {
         "subject": release.subject,
-        "records": [
-            {
-                "dataset": v.dataset,
-                "record_key": v.record_key,
-                "owner": v.owner,
-                "version": v.version,
-                "allow": v.allow,
-                "policy": v.policy,
-                "reasons": v.reasons,
-                "obligations": v.obligations,
-                "fields": {n: {"outcome": f[0], "value": f[1], "reason": f[2]} for n, f in v.fields.items()},
-            }
-            for v in release.records
-        ],
+        "records": [record_json(v) for v in release.records],
         "refused": release.refused,
         "refusals": [{"dataset": r[0], "reasons": r[1], "records": r[2]} for r in release.refusals],
         "step_up": {"required": release.step_up_required, "acr_values": acr_values if release.step_up_required else []},

@@ -19,11 +19,20 @@ from fastapi.responses import Response
 from connectors.bus.select import open_bus
 from connectors.push import push_records
 from hub.api.auth import Forbidden, hub_of, partner, partner_principal
-from hub.api.models import AgreementOut, FeedOut, PartnerQueryIn, PushIn, PushOut, ReleaseOut, SharingRequestIn
+from hub.api.models import (
+    AgreementOut,
+    FeedOut,
+    PartnerQueryIn,
+    PushIn,
+    PushOut,
+    RecordOut,
+    ReleaseOut,
+    SharingRequestIn,
+)
 from hub.api.partner_keys import PartnerKey
 from hub.api.problems import request_id_of
 from hub.api.routes.admin import agreement_out, request_agreement_from
-from hub.api.routes.common import problems, record_out, release_json
+from hub.api.routes.common import problems, record_json, release_json
 from hub.errors import HubError
 from hub.release import Query as ReleaseQuery
 from policies.agreements import Principal
@@ -120,7 +129,7 @@ async def feed(
     release = await hub.release.commit(prepared, query, decided)
     return FeedOut(
         dataset=dataset,
-        records=[record_out(v) for v in release.records],
+        records=[RecordOut.model_validate(record_json(v)) for v in release.records],
         refused=release.refused,
         next_cursor=_encode_cursor(position) if position else cursor,
         audit={"release_seq": release.release_seq, "payload_digest": release.payload_digest},
