@@ -67,6 +67,28 @@ class Decision(_Frozen):
     result: Literal["permit", "deny"]
 
 
+_PSEUDONYM = r"^[0-9a-f]{64}$"
+
+
+class QueryDecision(_Frozen):
+    """One of a query's decisions, inside the query's ``data.release`` entry: the records of one dataset
+    (and jurisdiction) about one subject, decided together.
+
+    A query's decisions and its release are one entry, one leaf: they are taken and recorded together, so
+    one inclusion proof shows both, and neither can appear in the log without the other. An entry a
+    decision also cost the sequencer about 40 µs of the person view's ~1 ms (sealing, hashing, inserting).
+    """
+
+    dataset: str
+    fields_released: tuple[str, ...] = ()
+    obligations: tuple[str, ...] = ()
+    policy: str
+    reasons: tuple[str, ...] = ()
+    records: int = Field(ge=0, lt=2**53)
+    result: Literal["permit", "deny"]
+    subject: str | None = Field(default=None, pattern=_PSEUDONYM, description="keyed pseudonym (hex)")
+
+
 class EntryDraft(_Frozen):
     """What a caller submits; the sequencer adds the sequence number and time."""
 
@@ -74,13 +96,14 @@ class EntryDraft(_Frozen):
     case: str | None = None
     dataset: str | None = None
     decision: Decision | None = None
+    decisions: tuple[QueryDecision, ...] | None = None  # a query's decisions, in its data.release entry
     detail: dict[str, str | int | bool] = Field(default_factory=dict)
     fields_released: tuple[str, ...] = ()
     lawful_basis: str | None = None
     payload_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     purpose: str | None = None
     request_id: str | None = None
-    subject: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="keyed pseudonym (hex)")
+    subject: str | None = Field(default=None, pattern=_PSEUDONYM, description="keyed pseudonym (hex)")
     type: EntryType
 
     @field_validator("detail")

@@ -21,6 +21,7 @@ from typing import Any
 
 from audit.log import AuditLog
 from audit.note import Checkpoint, split_note
+from audit.verify import names_subject
 
 MANIFEST_HEADER = "hub-audit-export/v1"
 
@@ -56,7 +57,7 @@ class EntryFilter:
             and (self.until is None or time < self.until)
             and (self.agency is None or entry.get("actor", {}).get("agency") == self.agency)
             and (self.purpose is None or entry.get("purpose") == self.purpose)
-            and (self.subject is None or entry.get("subject") == self.subject)
+            and (self.subject is None or names_subject(entry, self.subject))
         )
 
 

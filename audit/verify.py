@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -261,6 +261,15 @@ def _verify_filtered(
     return Verdict(manifest.origin, 0, count, checkpoint.size, checkpoint.root, selection)
 
 
+def names_subject(entry: Mapping[str, object], subject: str) -> bool:
+    """Whether an entry is about ``subject``: as its own subject, or in one of its ``decisions`` (a partner's
+    feed page decides records of many subjects in one entry). Filtered exports select by this rule too."""
+    if entry.get("subject") == subject:
+        return True
+    decisions = entry.get("decisions")
+    return isinstance(decisions, list) and any(isinstance(d, dict) and d.get("subject") == subject for d in decisions)
+
+
 def _matches(entry: dict[str, object], wanted: dict[str, str]) -> bool:
     actor = entry.get("actor")
     time = str(entry.get("time", ""))
@@ -269,7 +278,7 @@ def _matches(entry: dict[str, object], wanted: dict[str, str]) -> bool:
         "until": lambda v: time < v,
         "agency": lambda v: isinstance(actor, dict) and actor.get("agency") == v,
         "purpose": lambda v: entry.get("purpose") == v,
-        "subject": lambda v: entry.get("subject") == v,
+        "subject": lambda v: names_subject(entry, v),
     }
     return all(name in checks and checks[name](value) for name, value in wanted.items())
 

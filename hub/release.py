@@ -1,9 +1,9 @@
 """Policy-gated release of records: decide per record, decrypt or mask per field, audit, then hand over.
 
 The order is the guarantee. Every decision is taken first (nothing decrypted yet); the fields policy
-reveals are decrypted and the masked ones masked, in memory; then the decision entries and one
-``data.release`` entry (with the digest of exactly what is released) are appended and awaited until
-durable; only then does the caller get the result. If the policy engine, the key store or the audit
+reveals are decrypted and the masked ones masked, in memory; then one ``data.release`` entry, holding the
+query's decisions and the digest of exactly what is released, is appended and awaited until durable; only
+then does the caller get the result. If the policy engine, the key store or the audit
 log cannot do its part, :class:`ServiceUnavailable` is raised and nothing leaves: no audit entry, no data.
 """
 
@@ -89,8 +89,7 @@ class Release:
     records: list[RecordView]
     refusals: list[Refusal] = field(default_factory=list)
     step_up_required: bool = False  # some decision of the query asks for a multi-factor token
-    release_seq: int = -1
-    decision_seqs: list[int] = field(default_factory=list)
+    release_seq: int = -1  # the query's one audit entry: its decisions and its release
     payload_digest: str = ""
     review_task: int | None = None
 
@@ -120,8 +119,8 @@ class Decided:
     """One policy decision and how many of the query's records it covers (released or refused).
 
     Records whose decision inputs are identical (same dataset, owner, subject, jurisdiction and age
-    bracket, within one query) get the same decision, so they are decided once and recorded in one
-    ``access.decision`` entry that counts them: the log holds every decision, not copies of it.
+    bracket, within one query) get the same decision, so they are decided once and recorded once, as one
+    of the ``decisions`` of the query's entry, counting them: the log holds every decision, not copies of it.
     ``records`` grows while the query counts them (see :class:`_Tally`).
     """
 
@@ -395,6 +394,7 @@ class ReleaseService:
             fields_released=tuple(
                 sorted({f"{v.dataset}.{n}" for v in released for n, f in v.fields.items() if f.outcome == "reveal"})
             ),
+            decisions=tuple(self.decisions.query_item(d.request, d.decision, d.records) for d in decided),
             detail={
                 "channel": query.channel,
                 "records_considered": release.considered,
@@ -402,23 +402,22 @@ class ReleaseService:
                 "break_glass": any("post_hoc_review" in v.obligations for v in released),
             },
         )
-        # The decision entries also feed the residents' access index, in the same transaction (see
-        # hub.store.access_index), and the release entry carries the agreements' use counters as its effect:
-        # once these appends return, the evidence, the index and the counters are all durable, together.
-        drafts = [self.decisions.entry(d.request, d.decision, d.records) for d in decided]
+        # One entry for the query: its decisions and its release are taken together and recorded together
+        # (see audit.entries.QueryDecision). The entry's decisions feed the residents' access index in the
+        # same transaction (see hub.store.access_index), and the entry carries the agreements' use counters as
+        # its effect: once the append returns, the evidence, the index and the counters are durable together.
         used = _agreement_uses(decided)
         counter = self.decisions.agreements.uses(used) if used else None
         try:
-            sealed = await self.evidence.log.append_all_async([*((d, None) for d in drafts), (release_entry, counter)])
+            (sealed,) = await self.evidence.log.append_all_async([(release_entry, counter)])
         except AuditUnavailable:
             raise ServiceUnavailable("audit") from None
-        release.decision_seqs = [s.seq for s in sealed[:-1]]
-        release.release_seq = sealed[-1].seq
+        release.release_seq = sealed.seq
         release.payload_digest = digest
         if query.emergency_reason and any(
             d.decision.allow and "post_hoc_review" in d.decision.obligations for d in decided
         ):
-            await self.run(self._open_review, release, query, sealed[-1].seq)
+            await self.run(self._open_review, release, query, sealed.seq)
         return release
 
     def _open_review(self, release: Release, query: Query, release_seq: int) -> None:

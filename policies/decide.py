@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit.entries import Actor, Decision, EntryDraft
+from audit.entries import Actor, Decision, EntryDraft, QueryDecision
 from policies.agreements import AgreementService, as_policy_input
 from policies.consents import ConsentLedger
 from policies.engines import RegoEngine
@@ -226,4 +226,19 @@ class DecisionService:
             ),
             fields_released=tuple(decision.revealed()),
             detail={"break_glass": "post_hoc_review" in decision.obligations, "records": records},
+        )
+
+    @staticmethod
+    def query_item(request: DecisionRequest, decision: PolicyDecision, records: int) -> QueryDecision:
+        """The decision as one of a query's ``decisions`` in its ``data.release`` entry (the API's path): the
+        same facts as :meth:`entry`, less what the release entry states once for the whole query."""
+        return QueryDecision(
+            dataset=request.record.dataset,
+            fields_released=tuple(decision.revealed()),
+            obligations=decision.obligations,
+            policy=decision.policy,
+            reasons=decision.reasons,
+            records=records,
+            result="permit" if decision.allow else "deny",
+            subject=request.record.subject_pseudonym,
         )

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from hub.api.models import ReleaseOut
 from hub.store.tables import AccessIndexRow
@@ -66,29 +66,31 @@ def test_sensitive_fields_need_step_up(world: World) -> None:
     assert registry["fields"]["id_number"]["value"] != world.resident
     assert registry["fields"]["category"]["outcome"] == "mask"
     assert body["step_up"] == {"required": True, "acr_values": ["urn:hub:acr:mfa"]}
-    decisions = [e for e in entries(world, start) if e["type"] == "access.decision"]
-    assert any("step_up_required" in e["decision"]["obligations"] for e in decisions)
+    (release,) = entries(world, start)
+    assert any("step_up_required" in d["obligations"] for d in release["decisions"])
 
 
-def test_each_decision_is_one_entry_counting_its_records_and_indexed_with_it(world: World) -> None:
+def test_a_view_is_one_entry_holding_its_decisions_each_counting_its_records_and_indexed(world: World) -> None:
     start = world.hub.evidence.log.size
     body = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE).json()
-    logged = entries(world, start)
-    decisions = [e for e in logged if e["type"] == "access.decision"]
-    release = next(e for e in logged if e["type"] == "data.release")
+    (release,) = entries(world, start)  # the decisions and the release: one entry, one leaf
+    assert release["type"] == "data.release" and release["seq"] == body["audit"]["release_seq"]
+    decisions = release["decisions"]
     considered = release["detail"]["records_considered"]
     assert considered == len(body["records"]) + body["refused"]
-    assert sum(e["detail"]["records"] for e in decisions) == considered
-    # Identical decision inputs are decided once: no two entries of one view decide the same dataset alike.
-    assert len({(e["dataset"], json.dumps(e["decision"], sort_keys=True)) for e in decisions}) == len(decisions)
+    assert sum(d["records"] for d in decisions) == considered
+    # Identical decision inputs are decided once: no two decisions of one view decide the same dataset alike.
+    assert len({json.dumps(d, sort_keys=True) for d in decisions}) == len(decisions)
+    subject = world.hub.evidence.pseudonym(world.resident)
+    assert all(d["subject"] == subject == release["subject"] for d in decisions)
+    released = {r["dataset"] for r in body["records"]}
+    assert {d["dataset"] for d in decisions if d["result"] == "permit"} == released
     with Session(world.hub.store.engine) as session:
-        rows = session.exec(
-            select(AccessIndexRow).where(col(AccessIndexRow.seq).in_([e["seq"] for e in decisions]))
-        ).all()
-    assert sorted((r.seq, r.dataset, r.records, r.result) for r in rows) == sorted(
-        (e["seq"], e["dataset"], e["detail"]["records"], e["decision"]["result"]) for e in decisions
-    )
-    assert all(r.subject == world.hub.evidence.pseudonym(world.resident) and r.agency == "police" for r in rows)
+        rows = session.exec(select(AccessIndexRow).where(AccessIndexRow.seq == release["seq"])).all()
+    assert sorted((r.item, r.dataset, r.records, r.result) for r in rows) == [
+        (i, d["dataset"], d["records"], d["result"]) for i, d in enumerate(decisions)
+    ]
+    assert all(r.subject == subject and r.agency == "police" and r.case_id == CASE for r in rows)
 
 
 def _uses(world: World) -> tuple[int, int]:
@@ -104,11 +106,8 @@ def test_a_release_counts_its_agreements_uses_with_its_evidence(world: World) ->
     body = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE).json()
     shared = [r for r in body["records"] if r["owner"] != "police"]  # released across agencies: under the agreement
     assert shared
-    allowed = [
-        e
-        for e in entries(world, start)
-        if e["type"] == "access.decision" and e["decision"]["result"] == "permit" and e["dataset"].startswith("civil")
-    ]
+    (release,) = entries(world, start)
+    allowed = [d for d in release["decisions"] if d["result"] == "permit" and d["dataset"].startswith("civil")]
     after = _uses(world)
     assert after == (before[0] + len(allowed), before[1] + len(shared))
     view(world, investigator(world, mfa=True), purpose="fraud_investigation")  # no case: refused, nothing used
@@ -123,10 +122,10 @@ def test_without_a_case_the_officer_is_refused_and_it_is_audited(world: World) -
     # Refusals come grouped by dataset and reasons, each with how many records it covers.
     assert sum(refusal["records"] for refusal in body["refusals"]) == body["refused"]
     assert len({(r["dataset"], tuple(r["reasons"])) for r in body["refusals"]}) == len(body["refusals"])
-    logged = entries(world, start)
-    assert {e["type"] for e in logged} == {"access.decision", "data.release"}
-    assert all(e["decision"]["result"] == "deny" for e in logged if e["type"] == "access.decision")
-    release = next(e for e in logged if e["type"] == "data.release")
+    (release,) = entries(world, start)  # a refusal is recorded as a release of nothing, with its decisions
+    assert release["type"] == "data.release" and release["decisions"]
+    assert all(d["result"] == "deny" for d in release["decisions"])
+    assert sum(d["records"] for d in release["decisions"]) == body["refused"]
     assert release["detail"]["records_released"] == 0 and release["fields_released"] == []
 
 
@@ -153,10 +152,10 @@ def test_a_view_reads_only_the_records_it_releases(world: World, monkeypatch: py
     body = view(world, investigator(world, mfa=True), purpose="fraud_investigation", case_id=CASE).json()
     released = {r["dataset"] for r in body["records"]}
     assert released and len(read) == 1 and set(read[0] or ()) == released < held
-    logged = entries(world, start)
-    considered = next(e for e in logged if e["type"] == "data.release")["detail"]["records_considered"]
+    (release,) = entries(world, start)
+    considered = release["detail"]["records_considered"]
     assert considered == len(original(index)) == len(body["records"]) + body["refused"]
-    assert {e["dataset"] for e in logged if e["type"] == "access.decision"} == held
+    assert {d["dataset"] for d in release["decisions"]} == held
 
 
 def test_a_case_of_someone_else_does_not_count(world: World) -> None:

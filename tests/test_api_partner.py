@@ -143,7 +143,8 @@ def test_a_purpose_outside_the_agreement_is_refused_and_audited(world: World) ->
     assert any("PIPL-6-purpose" in r for refusal in answer["refusals"] for r in refusal["reasons"])
     log = world.hub.evidence.log
     last = [json.loads(b) for b in log.bodies(max(0, log.size - 5), log.size)]
-    assert any(e["type"] == "access.decision" and e["decision"]["result"] == "deny" for e in last)
+    query = next(e for e in reversed(last) if e["type"] == "data.release")
+    assert query["decisions"] and all(d["result"] == "deny" for d in query["decisions"])
 
 
 def test_feed_pages_through_a_dataset_with_a_cursor(world: World) -> None:

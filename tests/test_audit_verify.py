@@ -331,3 +331,29 @@ def test_filtered_export_proves_each_entry(
     _resign_manifest(empty, signer)
     with pytest.raises(VerificationError, match="the signed manifest says 1"):
         verify_bundle(empty, signer.verifier)
+
+
+def test_a_subject_named_only_in_a_querys_decisions_is_selected_and_verified(tmp_path: Path) -> None:
+    """A feed page's entry decides about several subjects without naming one at its top level: a filtered
+    export for one of them selects it, and the offline verifier accepts it under that filter."""
+    from audit.entries import QueryDecision
+    from audit.export import EntryFilter, export_filtered
+
+    signer = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log = make_log(tmp_path / "audit.db", signer, 3)
+    subject, other = "ab" * 32, "cd" * 32
+    page = EntryDraft(
+        type="data.release",
+        actor=Actor(agency="health", principal="svc-feed", role="partner"),
+        purpose="missing_person",
+        decisions=tuple(
+            QueryDecision(dataset="civil_affairs.vulnerable_person", policy="p", result="permit", records=1, subject=s)
+            for s in (other, subject)
+        ),
+    )
+    log.append(page)
+    bundle = export_filtered(log, tmp_path / "mine", EntryFilter(subject=subject))
+    assert [json.loads(line)["seq"] for line in _lines(bundle)] == [3]
+    assert verify_bundle(bundle, signer.verifier).end == 1
+    assert not EntryFilter(subject="ef" * 32).matches(json.loads(page.model_dump_json()))
+    log.close()

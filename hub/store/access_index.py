@@ -1,4 +1,9 @@
-"""The residents' access index, derived from decision entries inside the audit log's own transaction.
+"""The residents' access index, derived from decisions inside the audit log's own transaction.
+
+A decision is either an ``access.decision`` entry of its own (a decision taken outside a query, say from
+the command line) or one of the ``decisions`` of a query's ``data.release`` entry (the API's person views,
+partner queries and feeds); each decision that names a subject is one row, keyed by its entry's ``seq``
+and its place among that entry's decisions (``item``: 0 for an entry of its own).
 
 Written by the audit log's ``indexer`` hook rather than by each caller after its append: the rows exist
 exactly when their entries do (no crash window between the two, no second commit per request), and every
@@ -21,6 +26,7 @@ class AccessRow(NamedTuple):
     """One ``access_index`` row, its fields in the table's column order (the insert takes it as it is)."""
 
     seq: int
+    item: int
     subject: str
     at: int
     agency: str
@@ -33,31 +39,56 @@ class AccessRow(NamedTuple):
 
 
 def access_rows(pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> list[AccessRow]:
-    """One row per sequenced decision entry that names a subject; other entries index nothing."""
+    """One row per sequenced decision that names a subject; entries that hold no decision index nothing."""
     rows: list[AccessRow] = []
     moment = ""
     at = 0
     for draft, sealed in pairs:
-        if draft.type != "access.decision" or draft.subject is None or draft.decision is None:
+        if draft.type == "access.decision":
+            if draft.subject is None or draft.decision is None:
+                continue
+        elif draft.type != "data.release" or not draft.decisions:
             continue
         if sealed.time != moment:  # a batch shares one time stamp: convert it once
             moment = sealed.time
             at = int(datetime.fromisoformat(moment).timestamp())
-        records = draft.detail.get("records", 1)
-        rows.append(
-            AccessRow(
-                sealed.seq,
-                draft.subject,
-                at,
-                draft.actor.agency,
-                draft.purpose or "",
-                draft.dataset or "",
-                draft.case,
-                draft.decision.result,
-                draft.detail.get("break_glass") is True,
-                records if isinstance(records, int) and not isinstance(records, bool) else 1,
+        agency, purpose, case = draft.actor.agency, draft.purpose or "", draft.case
+        if draft.decision is not None:
+            records = draft.detail.get("records", 1)
+            rows.append(
+                AccessRow(
+                    sealed.seq,
+                    0,
+                    draft.subject or "",
+                    at,
+                    agency,
+                    purpose,
+                    draft.dataset or "",
+                    case,
+                    draft.decision.result,
+                    draft.detail.get("break_glass") is True,
+                    records if isinstance(records, int) and not isinstance(records, bool) else 1,
+                )
             )
-        )
+            continue
+        for item, decided in enumerate(draft.decisions or ()):
+            if decided.subject is None:
+                continue
+            rows.append(
+                AccessRow(
+                    sealed.seq,
+                    item,
+                    decided.subject,
+                    at,
+                    agency,
+                    purpose,
+                    decided.dataset,
+                    case,
+                    decided.result,
+                    "post_hoc_review" in decided.obligations,
+                    decided.records,
+                )
+            )
     return rows
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Engine, inspect, text
+from sqlalchemy import BigInteger, Connection, Engine, inspect, text
+from sqlalchemy.engine.reflection import Inspector
 from sqlmodel import SQLModel
 
 from connectors import tables as _connector_tables  # noqa: F401
 from hub.errors import SettingsError
 
 # Importing the table modules registers them on SQLModel.metadata (the policies' tables live in the same store).
-from hub.store import tables as _tables  # noqa: F401
+from hub.store import tables as _tables
 from keys.sql import create_sql_engine
 from policies import tables as _policy_tables  # noqa: F401
 
@@ -32,6 +33,27 @@ def create_store_engine(url: str) -> Engine:
 _ADDED_COLUMNS = (("access_index", "records", "INTEGER NOT NULL DEFAULT 1"),)
 
 
+_ACCESS_INDEX_COLUMNS = "seq, subject, at, agency, purpose, dataset, case_id, result, break_glass, records"
+
+
+def _key_access_index_by_item(connection: Connection, inspector: Inspector) -> None:
+    """Stores made before a query's decisions shared one audit entry keyed access rows by ``seq`` alone; their
+    table is rebuilt keyed by (``seq``, ``item``), each existing row becoming item 0 of its entry. A primary
+    key cannot be altered in place on SQLite, so both back ends copy: rename, create, copy, drop."""
+    if inspector.get_pk_constraint("access_index")["constrained_columns"] != ["seq"]:
+        return
+    old = "access_index_keyed_by_seq"
+    indexes = [str(index["name"]) for index in inspector.get_indexes("access_index") if index["name"]]
+    connection.exec_driver_sql(f"ALTER TABLE access_index RENAME TO {old}")
+    for name in indexes:  # index names are schema-wide: the new table's indexes take the same names
+        connection.exec_driver_sql(f"DROP INDEX {name}")
+    _tables.AccessIndexRow.__table__.create(connection)  # type: ignore[attr-defined]
+    connection.exec_driver_sql(
+        f"INSERT INTO access_index (item, {_ACCESS_INDEX_COLUMNS}) SELECT 0, {_ACCESS_INDEX_COLUMNS} FROM {old}"  # noqa: S608
+    )
+    connection.exec_driver_sql(f"DROP TABLE {old}")
+
+
 SCHEMA_LOCK = 0x6875622D73636863  # pg_advisory_xact_lock key ("hub-schc")
 
 
@@ -51,6 +73,7 @@ def init_schema(engine: Engine) -> None:
         for table, column, ddl in _ADDED_COLUMNS:
             if column not in {c["name"] for c in inspector.get_columns(table)}:
                 connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+        _key_access_index_by_item(connection, inspector)
         if engine.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
             version = next(c for c in inspector.get_columns("record") if c["name"] == "version")
             if not isinstance(version["type"], BigInteger):  # stores made before versions were 64-bit

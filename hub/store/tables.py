@@ -118,8 +118,10 @@ class RequestNonceRow(SQLModel, table=True):
 class AccessIndexRow(SQLModel, table=True):
     """Where a resident's accesses are in the audit log: one row per decision about their records.
 
-    The audit entry (``seq``) is the evidence; this index only finds it by the subject's pseudonym, so a
-    resident's "who accessed my data" does not scan the whole log. The audit log writes these rows in the
+    The audit entry (``seq``) is the evidence, and ``item`` the decision's place among that entry's
+    ``decisions`` (a query's decisions share one entry; 0 for an ``access.decision`` entry of its own).
+    This index only finds them by the subject's pseudonym, so a resident's "who accessed my data" does not
+    scan the whole log. The audit log writes these rows in the
     same transaction as their entries (see hub.store.access_index). One decision may cover several records
     of one dataset about the same subject (``records``): a person view decides them together.
     """
@@ -127,6 +129,7 @@ class AccessIndexRow(SQLModel, table=True):
     __tablename__ = "access_index"
 
     seq: int = Field(primary_key=True)
+    item: int = Field(default=0, primary_key=True)
     subject: str = Field(max_length=64, index=True)
     at: int
     agency: str = Field(max_length=64)
