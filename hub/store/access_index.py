@@ -12,7 +12,7 @@ decision about a subject is indexed whichever path recorded it (API, CLI, partne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -38,56 +38,34 @@ class AccessRow(NamedTuple):
     records: int
 
 
+def _decisions(draft: EntryDraft) -> Iterator[tuple[int, str, str, str, bool, int]]:
+    """(item, subject, dataset, result, break glass, records) of each decision in ``draft`` naming a subject."""
+    if draft.type == "access.decision":
+        if draft.subject is not None and draft.decision is not None:
+            records = draft.detail.get("records", 1)
+            counted = records if isinstance(records, int) and not isinstance(records, bool) else 1
+            glass = draft.detail.get("break_glass") is True
+            yield 0, draft.subject, draft.dataset or "", draft.decision.result, glass, counted
+    elif draft.type == "data.release":
+        for item, decided in enumerate(draft.decisions or ()):
+            if decided.subject is not None:
+                glass = "post_hoc_review" in decided.obligations
+                yield item, decided.subject, decided.dataset, decided.result, glass, decided.records
+
+
 def access_rows(pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> list[AccessRow]:
     """One row per sequenced decision that names a subject; entries that hold no decision index nothing."""
     rows: list[AccessRow] = []
     moment = ""
     at = 0
     for draft, sealed in pairs:
-        if draft.type == "access.decision":
-            if draft.subject is None or draft.decision is None:
-                continue
-        elif draft.type != "data.release" or not draft.decisions:
-            continue
-        if sealed.time != moment:  # a batch shares one time stamp: convert it once
-            moment = sealed.time
-            at = int(datetime.fromisoformat(moment).timestamp())
-        agency, purpose, case = draft.actor.agency, draft.purpose or "", draft.case
-        if draft.decision is not None:
-            records = draft.detail.get("records", 1)
+        for item, subject, dataset, result, glass, records in _decisions(draft):
+            if sealed.time != moment:  # a batch shares one time stamp: convert it once
+                moment = sealed.time
+                at = int(datetime.fromisoformat(moment).timestamp())
+            agency, purpose = draft.actor.agency, draft.purpose or ""
             rows.append(
-                AccessRow(
-                    sealed.seq,
-                    0,
-                    draft.subject or "",
-                    at,
-                    agency,
-                    purpose,
-                    draft.dataset or "",
-                    case,
-                    draft.decision.result,
-                    draft.detail.get("break_glass") is True,
-                    records if isinstance(records, int) and not isinstance(records, bool) else 1,
-                )
-            )
-            continue
-        for item, decided in enumerate(draft.decisions or ()):
-            if decided.subject is None:
-                continue
-            rows.append(
-                AccessRow(
-                    sealed.seq,
-                    item,
-                    decided.subject,
-                    at,
-                    agency,
-                    purpose,
-                    decided.dataset,
-                    case,
-                    decided.result,
-                    "post_hoc_review" in decided.obligations,
-                    decided.records,
-                )
+                AccessRow(sealed.seq, item, subject, at, agency, purpose, dataset, draft.case, result, glass, records)
             )
     return rows
 

@@ -121,9 +121,9 @@ class AccessIndexRow(SQLModel, table=True):
     The audit entry (``seq``) is the evidence, and ``item`` the decision's place among that entry's
     ``decisions`` (a query's decisions share one entry; 0 for an ``access.decision`` entry of its own).
     This index only finds them by the subject's pseudonym, so a resident's "who accessed my data" does not
-    scan the whole log. The audit log writes these rows in the
-    same transaction as their entries (see hub.store.access_index). One decision may cover several records
-    of one dataset about the same subject (``records``): a person view decides them together.
+    scan the whole log. The audit log writes these rows in the same transaction as their entries (see
+    hub.store.access_index). One decision may cover several records of one dataset about the same subject
+    (``records``): a person view decides them together.
     """
 
     __tablename__ = "access_index"
