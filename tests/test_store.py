@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
@@ -117,6 +118,48 @@ def test_a_subjects_records_are_counted_by_dataset_and_jurisdiction_without_read
         "V1",
         "V2",
     ]
+
+
+def test_a_store_from_before_the_jurisdiction_column_is_filled_and_indexed(database_url: str) -> None:
+    """Stores whose subjects' records were counted from ``clear_fields`` gain the column, filled by the rule
+    new records are stored with, and the covering index in place of the index on ``subject_index`` alone."""
+    from hub.store import create_store_engine, init_schema
+
+    engine = create_store_engine(database_url)
+    init_schema(engine)
+    store = RecordStore(engine, load_catalog())
+    store.sync_catalog()
+    aa = b"\xaa" * 32
+    store.upsert(
+        [
+            _record("A", subject=aa),
+            _record("B", subject=aa)._replace(clear_fields={"incident_no": "B", "district": "110108"}),
+            _record("D", subject=aa)._replace(clear_fields={"incident_no": "D", "district": ""}),
+        ]
+    )
+    counted = store.subject_groups(aa)
+    with engine.begin() as connection:  # the table as those stores have it
+        connection.exec_driver_sql("DROP INDEX ix_record_subject_groups")
+        connection.exec_driver_sql("ALTER TABLE record DROP COLUMN jurisdiction")
+        connection.exec_driver_sql("CREATE INDEX ix_record_subject_index ON record (subject_index)")
+    init_schema(engine)
+    init_schema(engine)  # twice: the second finds the column and the index and changes nothing
+    indexes = {i["name"] for i in inspect(engine).get_indexes("record")}
+    assert "ix_record_subject_groups" in indexes and "ix_record_subject_index" not in indexes
+    assert store.subject_groups(aa) == counted
+    assert {(g.jurisdiction, g.records) for g in counted} == {("110105", 1), ("110108", 1), (None, 1)}
+
+
+def test_a_subjects_count_reads_the_index_alone(tmp_path: Path) -> None:
+    """On SQLite the count is answered from the store's covering index: no table row is read."""
+    from hub.store import create_store_engine, init_schema
+    from hub.store.records import _GROUPS
+
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    init_schema(engine)
+    with engine.connect() as connection:
+        plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {_GROUPS}", (b"x",)))
+    assert "COVERING INDEX ix_record_subject_groups" in plan, plan
 
 
 def test_personal_field_in_clear_is_refused(store: RecordStore) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Connection, Engine, inspect, text
+from sqlalchemy import BigInteger, Connection, Engine, Table, inspect, text
 from sqlalchemy.engine.reflection import Inspector
 from sqlmodel import SQLModel
 
@@ -11,7 +11,8 @@ from hub.errors import SettingsError
 
 # Importing the table modules registers them on SQLModel.metadata (the policies' tables live in the same store).
 from hub.store import tables as _tables
-from keys.sql import create_sql_engine
+from hub.store.records import place_of
+from keys.sql import create_sql_engine, driver_sql, json_value
 from policies import tables as _policy_tables  # noqa: F401
 
 # A new SQLite store is made with 16 KiB pages rather than 4 KiB: records are several hundred bytes and the
@@ -33,6 +34,7 @@ def create_store_engine(url: str) -> Engine:
 _ADDED_COLUMNS = (("access_index", "records", "INTEGER NOT NULL DEFAULT 1"),)
 
 
+_RECORD_TABLE: Table = _tables.RecordRow.__table__  # type: ignore[attr-defined]
 _ACCESS_INDEX_COLUMNS = "seq, subject, at, agency, purpose, dataset, case_id, result, break_glass, records"
 
 
@@ -52,6 +54,32 @@ def _key_access_index_by_item(connection: Connection, inspector: Inspector) -> N
         f"INSERT INTO access_index (item, {_ACCESS_INDEX_COLUMNS}) SELECT 0, {_ACCESS_INDEX_COLUMNS} FROM {old}"  # noqa: S608
     )
     connection.exec_driver_sql(f"DROP TABLE {old}")
+
+
+_BACKFILL_BATCH = 5000
+
+
+def _index_subject_groups(connection: Connection, inspector: Inspector) -> None:
+    """Stores made before the record table had a ``jurisdiction`` column counted a subject's records from
+    ``clear_fields``, reading every row: the column is added and filled by the same rule new records are
+    stored with (records.place_of), the covering index made, and the index on ``subject_index`` alone, which
+    the new index's first column replaces, dropped."""
+    if "jurisdiction" not in {c["name"] for c in inspector.get_columns("record")}:
+        connection.exec_driver_sql("ALTER TABLE record ADD COLUMN jurisdiction VARCHAR(128)")
+        style = connection.dialect.paramstyle
+        page = driver_sql("SELECT id, clear_fields FROM record WHERE id > ? ORDER BY id LIMIT ?", style)
+        update = driver_sql("UPDATE record SET jurisdiction = ? WHERE id = ?", style)
+        last = 0
+        while rows := connection.exec_driver_sql(page, (last, _BACKFILL_BATCH)).fetchall():
+            last = rows[-1][0]
+            placed = [(place, row_id) for row_id, clear in rows if (place := place_of(json_value(clear))) is not None]
+            if placed:
+                connection.exec_driver_sql(update, placed)
+    indexes = {index["name"] for index in inspector.get_indexes("record")}
+    if "ix_record_subject_groups" not in indexes:
+        next(i for i in _RECORD_TABLE.indexes if i.name == "ix_record_subject_groups").create(connection)
+    if "ix_record_subject_index" in indexes:
+        connection.exec_driver_sql("DROP INDEX ix_record_subject_index")
 
 
 SCHEMA_LOCK = 0x6875622D73636863  # pg_advisory_xact_lock key ("hub-schc")
@@ -74,6 +102,7 @@ def init_schema(engine: Engine) -> None:
             if column not in {c["name"] for c in inspector.get_columns(table)}:
                 connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
         _key_access_index_by_item(connection, inspector)
+        _index_subject_groups(connection, inspector)
         if engine.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
             version = next(c for c in inspector.get_columns("record") if c["name"] == "version")
             if not isinstance(version["type"], BigInteger):  # stores made before versions were 64-bit
