@@ -17,8 +17,9 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+import orjson
 from sqlalchemy import Connection, Engine, bindparam, update
 from sqlmodel import Session, col, select
 
@@ -98,7 +99,7 @@ class AgreementService:
         self.dataset_fields = dataset_fields
         self.audit = audit
         self.clock = clock
-        self._index: dict[tuple[str, str, str], list[AgreementRow]] = {}
+        self._index: dict[tuple[str, str, str], tuple[PolicyAgreement, ...]] = {}
         self._index_version: int | None = None
         self._index_checked = 0.0
 
@@ -275,14 +276,16 @@ class AgreementService:
         self._record(row, before, actor, "scope changed", fields=len(new_fields), purposes=len(new_purposes))
         return row
 
-    def relevant(self, consumer: str, provider: str, dataset: str) -> list[AgreementRow]:
-        """Agreements between two agencies for one dataset, in any state (the policy reads their status).
+    def relevant(self, consumer: str, provider: str, dataset: str) -> tuple[PolicyAgreement, ...]:
+        """Agreements between two agencies for one dataset, in any state (the policy reads their status), in
+        the policy's input form.
 
         Served from an in-memory index, rebuilt when the ``agreements`` policy version moves: at once for
-        changes made through this service, within ``INDEX_CHECK_SECONDS`` for other processes'.
+        changes made through this service, within ``INDEX_CHECK_SECONDS`` for other processes'. The input
+        forms are built with the index, once, and shared: read them, never change them.
         """
         self._maybe_rebuild()
-        return list(self._index.get((consumer, provider, dataset), ()))
+        return self._index.get((consumer, provider, dataset), ())
 
     def _maybe_rebuild(self) -> None:
         now = time.monotonic()
@@ -292,11 +295,14 @@ class AgreementService:
         version = _version(self.engine)
         if version == self._index_version:
             return
-        index: dict[tuple[str, str, str], list[AgreementRow]] = {}
+        found: dict[tuple[str, str, str], list[PolicyAgreement]] = {}
         with Session(self.engine) as session:
             for row in session.exec(select(AgreementRow)).all():
-                index.setdefault((row.consumer, row.provider, row.dataset), []).append(row)
-        self._index, self._index_version = index, version
+                policy_input = as_policy_input(row)
+                agreement = PolicyAgreement(policy_input, orjson.dumps(policy_input, option=orjson.OPT_SORT_KEYS))
+                found.setdefault((row.consumer, row.provider, row.dataset), []).append(agreement)
+        self._index = {parties: tuple(agreements) for parties, agreements in found.items()}
+        self._index_version = version
 
     def _changed(self) -> None:
         _bump(self.engine)
@@ -343,6 +349,14 @@ class AgreementService:
             }
             for r in rows
         ]
+
+
+class PolicyAgreement(NamedTuple):
+    """An agreement as the policy reads it (``input``), and those exact contents as bytes (``content``): a
+    decision remembered for an input names its agreements by their contents (policies.decide)."""
+
+    input: dict[str, Any]
+    content: bytes
 
 
 def as_policy_input(row: AgreementRow) -> dict[str, Any]:

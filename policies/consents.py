@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -28,6 +28,28 @@ ConsentType = Literal["general", "separate_sensitive", "separate_provision", "gu
 CONSENT_TYPES = ("general", "separate_sensitive", "separate_provision", "guardian")
 CHANNELS = ("counter", "app", "web", "paper")
 AuditSink = Callable[[EntryDraft], object]
+
+
+class ConsentState(NamedTuple):
+    """The latest event of one (agreement, type) consent; hashable, so a remembered decision can name the
+    consents it was taken on (policies.decide)."""
+
+    agreement: str
+    type: str
+    action: str
+    purposes: tuple[str, ...]
+    scope_version: int
+    at: int
+
+    def policy_input(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "status": "granted" if self.action == "grant" else "withdrawn",
+            "agreement": self.agreement,
+            "purposes": list(self.purposes),
+            "scope_version": self.scope_version,
+            "granted_at": self.at,
+        }
 
 
 # Every decision under an agreement reads the subject's consents: one constant statement run by the driver
@@ -119,8 +141,8 @@ class ConsentLedger:
         scope = int(held["scope_version"]) if held else 0
         return self._event("withdraw", subject, agreement_id, kind, [], scope, "", channel, actor)
 
-    def current(self, subject: str, agreement_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The latest state of each (agreement, type) consent of ``subject``, as the policy reads it."""
+    def latest(self, subject: str, agreement_ids: Sequence[str]) -> list[ConsentState]:
+        """The latest event of each (agreement, type) consent of ``subject``, in the order they were given."""
         if not agreement_ids:
             return []
         wanted = set(agreement_ids)
@@ -129,16 +151,13 @@ class ConsentLedger:
             if event[0] in wanted:
                 latest[(event[0], event[1])] = event
         return [
-            {
-                "type": kind,
-                "status": "granted" if action == "grant" else "withdrawn",
-                "agreement": agreement,
-                "purposes": list(json_value(purposes)),
-                "scope_version": scope_version,
-                "granted_at": at,
-            }
+            ConsentState(agreement, kind, action, tuple(json_value(purposes)), scope_version, at)
             for agreement, kind, action, purposes, scope_version, at in latest.values()
         ]
+
+    def current(self, subject: str, agreement_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The latest state of each (agreement, type) consent of ``subject``, as the policy reads it."""
+        return [state.policy_input() for state in self.latest(subject, agreement_ids)]
 
     def history(self, subject: str) -> list[ConsentEvent]:
         with Session(self.engine) as session:

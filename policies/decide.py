@@ -11,22 +11,23 @@ entry, no data.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from audit.entries import Actor, Decision, EntryDraft, QueryDecision
-from policies.agreements import AgreementService, as_policy_input
-from policies.consents import ConsentLedger
+from policies.agreements import AgreementService, PolicyAgreement
+from policies.consents import ConsentLedger, ConsentState
 from policies.engines import RegoEngine
 from policies.errors import PolicyInputError, PolicyUnavailable
+from policies.memo import RememberedDecisions
 from policies.purposes import check_case_id, purpose
 from policies.roles import RoleService
 
 AuditSink = Callable[[EntryDraft], object]
 
 
-def narrow(agreements: list[dict[str, Any]], purpose: str, now: int) -> list[dict[str, Any]]:
+def narrow(agreements: Sequence[PolicyAgreement], purpose: str, now: int) -> Sequence[PolicyAgreement]:
     """The agreements the policy needs to see: those that could be usable, or, if none could, all of them.
 
     Every rule that reads an agreement which is not usable (status, validity or purpose reasons) fires only
@@ -36,7 +37,9 @@ def narrow(agreements: list[dict[str, Any]], purpose: str, now: int) -> list[dic
     usable = [
         a
         for a in agreements
-        if a["status"] == "active" and a["valid_from"] <= now < a["valid_until"] and purpose in a["purposes"]
+        if (i := a.input)["status"] == "active"
+        and i["valid_from"] <= now < i["valid_until"]
+        and purpose in i["purposes"]
     ]
     return usable or agreements
 
@@ -92,6 +95,13 @@ class PolicyDecision:
         return sorted(name for name, outcome in self.fields.items() if outcome == "reveal")
 
 
+class _Facts(NamedTuple):
+    labels: Mapping[str, Any]
+    now: int
+    candidates: Sequence[PolicyAgreement]
+    consents: list[ConsentState]
+
+
 class DecisionService:
     def __init__(
         self,
@@ -112,7 +122,19 @@ class DecisionService:
         self.audit = audit
         self.clock = clock
 
-    def build_input(self, request: DecisionRequest) -> dict[str, Any]:
+    @property
+    def engine(self) -> RegoEngine:
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: RegoEngine) -> None:
+        """Another engine may answer differently: what was remembered from the last one is forgotten."""
+        self._engine = engine
+        self._remembered = RememberedDecisions() if getattr(engine, "deterministic", False) else None
+
+    def _facts(self, request: DecisionRequest) -> _Facts:
+        """What a decision reads besides the request itself: the dataset's labels, the time, the candidate
+        agreements and the subject's consents for them."""
         purpose(request.purpose)
         check_case_id(request.case_id)
         labels = self.datasets.get(request.record.dataset)
@@ -120,12 +142,18 @@ class DecisionService:
             raise PolicyInputError(f"unknown dataset {request.record.dataset!r}")
         now = self.clock()
         relevant = self.agreements.relevant(request.principal.agency, request.record.owner, request.record.dataset)
-        candidates = narrow([as_policy_input(a) for a in relevant], request.purpose, now)
+        candidates = narrow(relevant, request.purpose, now)
         consents = (
-            self.consents.current(request.record.subject_pseudonym, [a["id"] for a in candidates])
+            self.consents.latest(request.record.subject_pseudonym, [a.input["id"] for a in candidates])
             if request.record.subject_pseudonym
             else []
         )
+        return _Facts(labels, now, candidates, consents)
+
+    @staticmethod
+    def _document(request: DecisionRequest, facts: _Facts) -> dict[str, Any]:
+        """The policy's input. Everything in it comes from the request and the facts, and each of them is in
+        :meth:`_remembered_as`: change one and the other together."""
         p = request.principal
         return {
             "principal": {
@@ -139,14 +167,14 @@ class DecisionService:
             "action": request.action,
             "purpose": request.purpose,
             "case": {"id": request.case_id, "assigned": request.case_assigned} if request.case_id else None,
-            "dataset": {"id": request.record.dataset, **labels},
+            "dataset": {"id": request.record.dataset, **facts.labels},
             "record": {
                 "owner": request.record.owner,
                 "subject_jurisdiction": request.record.subject_jurisdiction,
                 "subject_minor_under_14": request.record.subject_minor_under_14,
             },
-            "agreements": candidates,
-            "consents": consents,
+            "agreements": [a.input for a in facts.candidates],
+            "consents": [c.policy_input() for c in facts.consents],
             "emergency": (
                 {
                     "reason": request.emergency.reason,
@@ -156,8 +184,39 @@ class DecisionService:
                 if request.emergency
                 else None
             ),
-            "now": now,
+            "now": facts.now,
         }
+
+    @staticmethod
+    def _remembered_as(request: DecisionRequest, facts: _Facts) -> tuple[Any, ...]:
+        """The policy input of :meth:`_document`, by its parts: equal parts make equal documents (the labels
+        are the dataset's, fixed for the service's life). The subject's pseudonym is not in the document, so
+        the same facts about another subject get the same decision, as they would from the engine."""
+        p = request.principal
+        r = request.record
+        return (
+            p.id,
+            p.agency,
+            p.role,
+            p.jurisdiction,
+            p.training_valid,
+            p.mfa,
+            request.action,
+            request.purpose,
+            request.case_id,
+            request.case_assigned if request.case_id else None,
+            r.dataset,
+            r.owner,
+            r.subject_jurisdiction,
+            r.subject_minor_under_14,
+            request.emergency,
+            facts.now,
+            tuple(a.content for a in facts.candidates),
+            tuple(facts.consents),
+        )
+
+    def build_input(self, request: DecisionRequest) -> dict[str, Any]:
+        return self._document(request, self._facts(request))
 
     def decide(self, request: DecisionRequest) -> PolicyDecision:
         """Evaluate and record the decision (synchronously), then count the agreements' use."""
@@ -181,7 +240,14 @@ class DecisionService:
                 policy="casbin/rbac-with-domains",
             )
         else:
-            document = self.build_input(request)
+            facts = self._facts(request)
+            remembered = self._remembered
+            key = self._remembered_as(request, facts) if remembered is not None else None
+            if remembered is not None:
+                known = remembered.get(key)
+                if isinstance(known, PolicyDecision):
+                    return known
+            document = self._document(request, facts)
             try:
                 raw = self.engine.evaluate(document)
                 decision = PolicyDecision(
@@ -196,6 +262,8 @@ class DecisionService:
                         if raw["allow"] and a["status"] == "active" and request.purpose in a["purposes"]
                     ),
                 )
+                if remembered is not None:
+                    remembered.put(key, decision)
             except PolicyUnavailable:
                 decision = PolicyDecision(
                     False, {}, ("audit",), ("policy engine unavailable: fail closed",), "fail-closed"

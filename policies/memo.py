@@ -17,7 +17,7 @@ Not for an OPA server: its policies can change under it (bundles), so its answer
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -63,6 +63,8 @@ def check_deterministic(sources: Mapping[str, str]) -> None:
 class RememberingEngine:
     """Wraps an in-process engine; answers an input seen before from a bounded table, keyed by its exact JSON."""
 
+    deterministic = True  # the modules were checked: the same input always gets the same answer
+
     def __init__(self, engine: JsonEngine, sources: Mapping[str, str], size: int = DEFAULT_SIZE) -> None:
         check_deterministic(sources)
         self.engine = engine
@@ -88,3 +90,29 @@ class RememberingEngine:
             while len(self._answers) > self.size:  # oldest first: an earlier second's ``now`` never matches again
                 del self._answers[next(iter(self._answers))]
         return decision
+
+
+class RememberedDecisions:
+    """Decisions by the parts of their policy input (policies.decide.DecisionService), for an engine whose
+    answers the input alone determines (``deterministic``, as :class:`RememberingEngine` is).
+
+    The engine's own table is keyed by the input's JSON, so a remembered answer still cost building the
+    input, serialising it and turning the answer back into a decision: about 50 µs of a ~0.9 ms person view
+    (measured in process), for decisions that mostly repeat (one officer, the same datasets, the same
+    second). Keyed by the input's parts instead, a repeat costs a tuple's hash. The decisions handed out are
+    shared: read them, never change them. Bounded, oldest first out, like the engine's table.
+    """
+
+    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+        self.size = size
+        self._decisions: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        return self._decisions.get(key)
+
+    def put(self, key: Hashable, decision: Any) -> None:
+        with self._lock:
+            self._decisions[key] = decision
+            while len(self._decisions) > self.size:
+                del self._decisions[next(iter(self._decisions))]

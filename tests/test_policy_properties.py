@@ -193,6 +193,7 @@ def test_no_not_shared_field_and_no_unfounded_sensitive_field_leaves(doc: dict[s
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests())
 def test_narrowing_the_agreements_never_changes_a_decision(doc: dict[str, Any]) -> None:
+    from policies.agreements import PolicyAgreement
     from policies.decide import narrow
 
     # What the decision point does: the agreements between the two agencies for this dataset, then narrow.
@@ -204,5 +205,6 @@ def test_narrowing_the_agreements_never_changes_a_decision(doc: dict[str, Any]) 
         and a["dataset"] == doc["dataset"]["id"]
     ]
     full = ENGINE.evaluate({**doc, "agreements": relevant})
-    narrowed = ENGINE.evaluate({**doc, "agreements": narrow(relevant, doc["purpose"], doc["now"])})
+    inputs = [PolicyAgreement(a, b"") for a in relevant]
+    narrowed = ENGINE.evaluate({**doc, "agreements": [a.input for a in narrow(inputs, doc["purpose"], doc["now"])]})
     assert narrowed == full

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,84 @@ def test_consent_withdrawal_and_scope_change(runtime: tuple[PolicyRuntime, Evide
     assert [h.action for h in history] == ["grant", "grant", "withdraw"]
     assert history[0].notice_hash.startswith("sha256:") and history[0].channel == "counter"
     assert sum(1 for e in _entries(evidence) if e["type"] == "consent.change") == 3
+
+
+def test_a_remembered_decision_is_the_one_the_engine_gives(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    """Within one second (the clock is fixed here) a repeat is answered from memory, but a changed consent
+    or agreement is a different input, never a stale answer; another engine starts with nothing."""
+    rt, _ = runtime
+    agreement = _agreement(rt)
+    request = DecisionRequest(OFFICER, RECORD, "missing_person")
+    first = rt.decisions.evaluate(request)
+    assert first.allow and rt.decisions.evaluate(request) is first
+    assert rt.decisions.evaluate(replace(request, request_id="another")) is first  # not an input of the policy
+    rt.agreements.pause(agreement, HEALTH_ADMIN, "audit of use")
+    paused = rt.decisions.evaluate(request)
+    assert not paused.allow
+    rt.agreements.resume(agreement, HEALTH_ADMIN)
+    assert rt.decisions.evaluate(request) == first
+    counter = Actor(agency="health", principal="counter-1", role="agency_admin")
+    rt.consents.grant(SUBJECT, agreement, "general", ["missing_person"], 1, "notice", "counter", counter)
+    with_consent = rt.decisions.evaluate(request)
+    assert with_consent is not first  # the consent is part of the input, so it is decided again
+    engine = rt.decisions.engine
+    rt.decisions.engine = OpaServerEngine("http://127.0.0.1:9")
+    assert rt.decisions.evaluate(request).policy == "fail-closed"
+    rt.decisions.engine = engine
+    assert rt.decisions.evaluate(request) == with_consent
+
+
+def test_what_a_decision_is_remembered_by_covers_its_whole_policy_input(
+    runtime: tuple[PolicyRuntime, Evidence],
+) -> None:
+    """Change any part of the request or of what the decision reads: the key changes exactly when the
+    policy's input does, so a remembered decision is always the engine's answer to the same input."""
+    rt, _ = runtime
+    agreement = _agreement(rt)
+    decisions = rt.decisions
+    base = DecisionRequest(OFFICER, RECORD, "missing_person", case_id="CASE-2026-0001", case_assigned=True)
+
+    def facts_and_input(request: DecisionRequest) -> tuple[Any, Any]:
+        facts = decisions._facts(request)
+        return decisions._remembered_as(request, facts), json.dumps(decisions._document(request, facts))
+
+    variants = [
+        replace(base, principal=replace(OFFICER, id="P-0043")),
+        replace(base, principal=replace(OFFICER, agency="health")),
+        replace(base, principal=replace(OFFICER, role="analyst")),
+        replace(base, principal=replace(OFFICER, jurisdiction="110108")),
+        replace(base, principal=replace(OFFICER, training_valid=False)),
+        replace(base, principal=replace(OFFICER, mfa=False)),
+        replace(base, action="export"),
+        replace(base, purpose="fraud_warning"),
+        replace(base, case_id="CASE-2026-0002"),
+        replace(base, case_assigned=False),
+        replace(base, case_id=None),
+        replace(base, record=replace(RECORD, dataset="police.incident")),
+        replace(base, record=replace(RECORD, owner="police")),
+        replace(base, record=replace(RECORD, subject_jurisdiction="110108")),
+        replace(base, record=replace(RECORD, subject_minor_under_14=True)),
+        replace(base, emergency=Emergency("elderly missing", NOW - 60, NOW + 3600)),
+        replace(base, record=replace(RECORD, subject_pseudonym="cd" * 32)),  # not in the input: same key
+        replace(base, request_id="r-2"),  # not in the input either
+    ]
+    key, document = facts_and_input(base)
+    for variant in variants:
+        other_key, other_document = facts_and_input(variant)
+        assert (other_key != key) == (other_document != document), variant
+    unchanged = [facts_and_input(base)]
+    decisions.clock = lambda: NOW + 1
+    unchanged.append(facts_and_input(base))
+    decisions.clock = lambda: NOW
+    rt.agreements.pause(agreement, HEALTH_ADMIN, "audit of use")
+    unchanged.append(facts_and_input(base))
+    counter = Actor(agency="health", principal="counter-1", role="agency_admin")
+    rt.agreements.resume(agreement, HEALTH_ADMIN)
+    rt.consents.grant(SUBJECT, agreement, "general", ["missing_person"], 1, "notice", "counter", counter)
+    unchanged.append(facts_and_input(base))
+    assert unchanged[0] == (key, document)
+    for other_key, other_document in unchanged[1:]:
+        assert other_key != key and other_document != document
 
 
 def test_break_glass_is_audited_for_post_hoc_review(runtime: tuple[PolicyRuntime, Evidence]) -> None:
