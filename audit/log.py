@@ -205,6 +205,7 @@ class AuditLog:
         self._catch_up(verify=True)
         self._queue: queue.Queue[object] = queue.Queue()
         self._closed = False
+        self._stopping = False  # the writer took the stop signal while gathering a batch (_take_waiting)
         self._writer = threading.Thread(target=self._run, name="audit-sequencer", daemon=True)
         self._writer.start()
         self._stop_interval = threading.Event()
@@ -327,8 +328,26 @@ class AuditLog:
                     batch.append(item)
                     entries += len(item.drafts) if isinstance(item, _Pending) else 0
             self._commit([p for p in batch if isinstance(p, _Pending)])
-            if stop:
+            if stop or self._stopping:
                 return
+
+    def _take_waiting(self, batch: list[_Pending]) -> None:
+        """Add to ``batch``, in place, what was queued while this writer waited for the lock the other
+        processes' writers hold: one commit for all of it rather than one now and one next. With two API
+        workers on one SQLite file each writer waits for the other's commit about every other batch; served
+        batches held 6.7 entries on average, and a batch costs about 500 µs of CPU before its entries."""
+        entries = sum(len(p.drafts) for p in batch)
+        while entries < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is _STOP:
+                self._stopping = True  # the run loop returns once this batch is settled
+                return
+            if isinstance(item, _Pending):
+                batch.append(item)
+                entries += len(item.drafts)
 
     def _commit(self, batch: list[_Pending]) -> None:
         attempts = 5
@@ -378,6 +397,7 @@ class AuditLog:
                     # advisory lock needs no table privilege, so the app role can stay insert-only.
                     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCER_LOCK})
                     self._catch_up(connection=connection)
+                self._take_waiting(batch)
                 base = self.tree.size
                 now = utc_stamp()  # one time stamp per batch: the entries were committed together
                 drafts = [d for p in batch for d, _ in p.drafts]

@@ -354,6 +354,34 @@ def test_sqlite_writers_wait_on_the_lock_file_not_on_sqlites_busy_handler(tmp_pa
         audit.close()
 
 
+def test_what_queues_while_a_writer_waits_for_the_lock_joins_its_batch(tmp_path: Path) -> None:
+    """While another process's writer holds the lock, this writer's batch waits; what is appended meanwhile
+    is committed in the same batch (one time stamp) as soon as the lock is free, not in a batch of its own."""
+    import fcntl
+    import os
+
+    database = tmp_path / "audit.db"
+    audit = AuditLog(
+        create_sql_engine(f"sqlite:///{database}"), NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN
+    )
+    try:
+        other_writer = os.open(f"{database}.audit-lock", os.O_RDWR)
+        fcntl.flock(other_writer, fcntl.LOCK_EX)
+        first = audit.submit(DRAFT)
+        time.sleep(0.3)  # the writer has taken ``first`` and waits for the lock
+        later = [audit.submit(DRAFT.model_copy(update={"request_id": f"r{i}"})) for i in range(5)]
+        time.sleep(0.1)
+        assert not first.done() and not any(f.done() for f in later)
+        fcntl.flock(other_writer, fcntl.LOCK_UN)
+        os.close(other_writer)
+        sealed = [first.result(timeout=5), *(f.result(timeout=5) for f in later)]
+        assert [e.seq for e in sealed] == [0, 1, 2, 3, 4, 5]
+        assert len({e.time for e in sealed}) == 1  # one batch, one commit
+        assert audit.size == 6 and list(audit.bodies(0, 6)) == [e.body for e in sealed]
+    finally:
+        audit.close()
+
+
 def test_the_entries_of_one_append_all_are_consecutive_and_in_order_among_concurrent_ones(tmp_path: Path) -> None:
     """A release's decisions and the release itself travel as one queued item: whatever else is appended at
     the same time, they get consecutive numbers in the order given, and one batch commits them all."""
