@@ -20,7 +20,7 @@ from policies.agreements import AgreementService, PolicyAgreement
 from policies.consents import ConsentLedger, ConsentState
 from policies.engines import RegoEngine
 from policies.errors import PolicyInputError, PolicyUnavailable
-from policies.memo import RememberedDecisions
+from policies.memo import Remembered
 from policies.purposes import check_case_id, purpose
 from policies.roles import RoleService
 
@@ -130,7 +130,9 @@ class DecisionService:
     def engine(self, engine: RegoEngine) -> None:
         """Another engine may answer differently: what was remembered from the last one is forgotten."""
         self._engine = engine
-        self._remembered = RememberedDecisions() if getattr(engine, "deterministic", False) else None
+        self._remembered: Remembered[tuple[Any, ...], PolicyDecision] | None = (
+            Remembered() if getattr(engine, "deterministic", False) else None
+        )
 
     def _facts(self, request: DecisionRequest) -> _Facts:
         """What a decision reads besides the request itself: the dataset's labels, the time, the candidate
@@ -242,11 +244,9 @@ class DecisionService:
         else:
             facts = self._facts(request)
             remembered = self._remembered
-            key = self._remembered_as(request, facts) if remembered is not None else None
-            if remembered is not None:
-                known = remembered.get(key)
-                if isinstance(known, PolicyDecision):
-                    return known
+            key = self._remembered_as(request, facts) if remembered is not None else ()
+            if remembered is not None and (known := remembered.get(key)) is not None:
+                return known
             document = self._document(request, facts)
             try:
                 raw = self.engine.evaluate(document)

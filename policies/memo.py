@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable, Mapping
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -38,6 +38,8 @@ NON_DETERMINISTIC = (
     "trace(",
 )
 DEFAULT_SIZE = 8192
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 class JsonEngine(Protocol):
@@ -70,9 +72,7 @@ class RememberingEngine:
         self.engine = engine
         self.name = f"{engine.name}, decisions remembered"
         self.in_process = bool(getattr(engine, "in_process", False))
-        self.size = size
-        self._answers: dict[tuple[str, bytes], str] = {}
-        self._lock = threading.Lock()
+        self._answers: Remembered[tuple[str, bytes], str] = Remembered(size)
         self.hits = 0
         self.misses = 0
 
@@ -85,34 +85,37 @@ class RememberingEngine:
         self.misses += 1
         answer = self.engine.evaluate_json(key[1], rule)  # raises PolicyUnavailable: nothing is remembered
         decision = orjson.loads(answer)  # an answer that is not JSON raises here, and is not remembered either
-        with self._lock:
-            self._answers[key] = answer
-            while len(self._answers) > self.size:  # oldest first: an earlier second's ``now`` never matches again
-                del self._answers[next(iter(self._answers))]
+        self._answers.put(key, answer)
         return decision
 
 
-class RememberedDecisions:
-    """Decisions by the parts of their policy input (policies.decide.DecisionService), for an engine whose
-    answers the input alone determines (``deterministic``, as :class:`RememberingEngine` is).
+class Remembered(Generic[K, V]):
+    """A bounded table of remembered answers, oldest first out: an earlier second's ``now`` never matches
+    again, so the oldest entries are the ones that can no longer be asked for. Reads take no lock (a dict
+    lookup is atomic); writes do.
 
-    The engine's own table is keyed by the input's JSON, so a remembered answer still cost building the
-    input, serialising it and turning the answer back into a decision: about 50 µs of a ~0.9 ms person view
-    (measured in process), for decisions that mostly repeat (one officer, the same datasets, the same
-    second). Keyed by the input's parts instead, a repeat costs a tuple's hash. The decisions handed out are
-    shared: read them, never change them. Bounded, oldest first out, like the engine's table.
+    Two tables use it: the engine's answers by the input's exact JSON (:class:`RememberingEngine`), and the
+    decision point's decisions by the parts of their input (policies.decide.DecisionService), for an engine
+    whose answers the input alone determines (``deterministic``). The engine's table still costs building
+    the input, serialising it and turning the answer back into a decision, about 50 µs of a ~0.9 ms person
+    view (measured in process), for decisions that mostly repeat (one officer, the same datasets, the same
+    second); keyed by the input's parts, a repeat costs a tuple's hash. What a table hands out is shared:
+    read it, never change it.
     """
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
-        self._decisions: dict[Hashable, Any] = {}
+        self._entries: dict[K, V] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> Any:
-        return self._decisions.get(key)
+    def __len__(self) -> int:
+        return len(self._entries)
 
-    def put(self, key: Hashable, decision: Any) -> None:
+    def get(self, key: K) -> V | None:
+        return self._entries.get(key)
+
+    def put(self, key: K, value: V) -> None:
         with self._lock:
-            self._decisions[key] = decision
-            while len(self._decisions) > self.size:
-                del self._decisions[next(iter(self._decisions))]
+            self._entries[key] = value
+            while len(self._entries) > self.size:
+                del self._entries[next(iter(self._entries))]
