@@ -17,6 +17,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
+from sqlalchemy import Engine, inspect
+from sqlalchemy.engine import make_url
 
 from audit.entries import Actor, EntryDraft
 from audit.export import EntryFilter, export_bundle, export_filtered
@@ -25,12 +27,14 @@ from audit.merkle import leaf_hash
 from audit.note import Checkpoint, NoteSigner, VerifierKey, split_note
 from audit.timestamp import TimestampAuthority
 from audit.witness import Witness
-from hub.errors import HubError
+from hub.errors import HubError, SettingsError
 from hub.identifiers import normalise_id_number
 from hub.settings import Settings
-from hub.store import create_store_engine, init_schema
+from hub.store import create_store_engine, init_audit_schema
 from hub.store.access_index import index_accesses
+from hub.store.engine import STORE_PAGE_SIZE
 from keys.service import KeyService, ShredReceipt
+from keys.sql import create_sql_engine
 
 SIGNING_PREFIX = "audit:signing:"
 PSEUDONYM_FAMILY = "audit.subject"
@@ -57,6 +61,37 @@ def rotate_signing_key(keys: KeyService) -> int:
     return version
 
 
+def audit_database_url(settings: Settings) -> str:
+    """Where the audit log is: the configured place (Settings.effective_audit_database_url), except that a
+    store made before the log had a database of its own keeps its log where it is, entries, access index and
+    all, rather than starting an empty one beside it."""
+    chosen = settings.effective_audit_database_url
+    store = settings.effective_database_url
+    if settings.audit_database_url or chosen == store:
+        return chosen
+    target = make_url(chosen).database
+    if target and Path(target).exists():
+        return chosen
+    engine = create_store_engine(store)
+    try:
+        if not inspect(engine).has_table("audit_entry"):
+            return chosen
+        with engine.connect() as connection:
+            holds_entries = connection.exec_driver_sql("SELECT 1 FROM audit_entry LIMIT 1").first() is not None
+    finally:
+        engine.dispose()
+    return store if holds_entries else chosen
+
+
+def create_audit_engine(url: str) -> Engine:
+    """An engine for the audit log's database; a new SQLite file gets the store's page size (measured with
+    bench/api.py, a log in a file of 4 KiB pages served no more person views than one of 16 KiB)."""
+    try:
+        return create_sql_engine(url, sqlite_page_size=STORE_PAGE_SIZE)
+    except ValueError as error:
+        raise SettingsError(f"HUB_AUDIT_DATABASE_URL: {error}") from None
+
+
 def open_audit_log(settings: Settings, keys: KeyService, *, interval: bool = True) -> AuditLog:
     timestamper = None
     if settings.audit_tsa_url and settings.audit_tsa_cert and settings.audit_tsa_root:
@@ -64,8 +99,8 @@ def open_audit_log(settings: Settings, keys: KeyService, *, interval: bool = Tru
             settings.audit_tsa_url, settings.audit_tsa_cert, settings.audit_tsa_root
         )
         timestamper = authority.stamp
-    engine = create_store_engine(settings.effective_database_url)
-    init_schema(engine)  # the access index the log feeds lives in the store's schema
+    engine = create_audit_engine(audit_database_url(settings))
+    init_audit_schema(engine)  # the access index the log feeds and the agreements' use counters live beside it
     return AuditLog(
         engine,
         signers(keys, settings.audit_origin),

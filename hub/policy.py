@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
+
 from hub.catalog import Catalog
 from hub.evidence import Evidence
 from hub.settings import Settings
-from hub.store import init_schema
+from hub.store import create_store_engine, init_schema
 from policies.agreements import AgreementService
 from policies.consents import ConsentLedger
 from policies.decide import DecisionService
@@ -41,14 +43,24 @@ class PolicyRuntime:
 
     @classmethod
     def open(
-        cls, settings: Settings, catalog: Catalog, evidence: Evidence, engine: RegoEngine | None = None
+        cls,
+        settings: Settings,
+        catalog: Catalog,
+        evidence: Evidence,
+        engine: RegoEngine | None = None,
+        store: Engine | None = None,
     ) -> PolicyRuntime:
-        store = evidence.log.engine  # the audit log and the policy tables share the hub's database
+        """The policies over the hub's store (``store``, else one opened from the settings); the agreements' use
+        counters live with the audit log (``evidence``), which counts them in its own transactions."""
+        if store is None:
+            store = create_store_engine(settings.effective_database_url)
         init_schema(store)
         roles = RoleService(store)
         for agency in catalog.agencies:
             roles.install_agency(agency)
-        agreements = AgreementService(store, roles, catalog.dataset_fields(), evidence.append)
+        agreements = AgreementService(
+            store, roles, catalog.dataset_fields(), evidence.append, uses_engine=evidence.log.engine
+        )
         consents = ConsentLedger(store, evidence.append)
         decisions = DecisionService(
             engine or open_engine(settings), roles, agreements, consents, catalog.policy_labels(), evidence.append

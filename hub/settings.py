@@ -22,6 +22,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
 
 from hub.errors import SettingsError
 
@@ -46,6 +47,13 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="",
         description="SQLAlchemy URL; empty means a SQLite file var_dir/hub.db",
+    )
+    audit_database_url: str = Field(
+        default="",
+        description=(
+            "SQLAlchemy URL of the audit log; empty means a SQLite file audit.db beside a SQLite store, or the "
+            "store's own database on PostgreSQL"
+        ),
     )
     bus: Literal["local", "kafka"] = Field(default="local", description="'local' (embedded log) or 'kafka'")
     kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
@@ -155,7 +163,7 @@ class Settings(BaseSettings):
             return value.rstrip("/")
         raise ValueError(f"expected 'embedded' or an http(s) URL of an OPA server, got {value!r}")
 
-    @field_validator("database_url", "keys_database_url")
+    @field_validator("database_url", "keys_database_url", "audit_database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
         if value and not value.startswith(("sqlite:", "postgresql:", "postgresql+")):
@@ -177,6 +185,22 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'hub.db'}"
+
+    @property
+    def effective_audit_database_url(self) -> str:
+        """Where the audit log lives (its entries, checkpoints, the residents' access index, the use counters).
+
+        A SQLite store keeps it in a file of its own, ``audit.db`` beside the store's: every commit to a SQLite
+        file makes every other connection to that file drop its page cache, and the log commits hundreds of
+        times a second while person views read records. On PostgreSQL (shared buffers, no such effect) the
+        store's database holds it too.
+        """
+        if self.audit_database_url:
+            return self.audit_database_url
+        store = make_url(self.effective_database_url)
+        if store.get_backend_name() != "sqlite" or not store.database or store.database == ":memory:":
+            return self.effective_database_url
+        return store.set(database=str(Path(store.database).parent / "audit.db")).render_as_string(hide_password=False)
 
     @property
     def effective_keystore_path(self) -> Path:

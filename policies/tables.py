@@ -54,6 +54,24 @@ class AgreementRow(SQLModel, table=True):
     requester: str = Field(max_length=128)
     approvers: list[str] = Field(sa_column=Column(JSON, nullable=False))
     rejection_reason: str = ""
+    # Use counts from before they moved to ``agreement_use`` (kept with the audit log): an agreement's uses are
+    # these plus that table's, which is what AgreementService.use_counts reports. New uses never come here.
+    decisions: int = 0
+    records_released: int = 0
+
+
+class AgreementUseRow(SQLModel, table=True):
+    """An agreement's uses (decisions it allowed, records released under it), kept in the audit log's database.
+
+    Counted in the audit log's own transaction, as the effect of each release's entry (see
+    AgreementService.uses), so the counters move exactly when the evidence of a release is durable; hence
+    this table lives where the log does (hub.settings.Settings.effective_audit_database_url), not with the
+    agreement it counts.
+    """
+
+    __tablename__ = "agreement_use"
+
+    agreement: str = Field(primary_key=True, max_length=64)
     decisions: int = 0
     records_released: int = 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import inspect, text
 
 from audit.entries import Actor, Decision, EntryDraft, QueryDecision, seal_entry
-from hub.store import create_store_engine, init_schema
+from hub.store import create_store_engine, init_audit_schema
 from hub.store.access_index import access_rows
 
 ACTOR = Actor(agency="police", principal="P-0042", role="investigator")
@@ -99,7 +99,7 @@ def test_a_store_keyed_by_entry_alone_is_rekeyed_by_item_keeping_its_rows(databa
     from hub.store.tables import AccessIndexRow
 
     engine = create_store_engine(database_url)
-    init_schema(engine)
+    init_audit_schema(engine)
     with engine.begin() as connection:  # the table as those stores have it
         connection.exec_driver_sql("DROP TABLE access_index")
         connection.exec_driver_sql(
@@ -112,8 +112,8 @@ def test_a_store_keyed_by_entry_alone_is_rekeyed_by_item_keeping_its_rows(databa
         connection.exec_driver_sql(
             f"INSERT INTO access_index VALUES (3, '{SUBJECT}', 0, 'police', 'p', 'd', NULL, 'deny', false, 2)"  # noqa: S608
         )
-    init_schema(engine)
-    init_schema(engine)  # twice: the second finds the new key and leaves the table alone
+    init_audit_schema(engine)
+    init_audit_schema(engine)  # twice: the second finds the new key and leaves the table alone
     assert inspect(engine).get_pk_constraint("access_index")["constrained_columns"] == ["seq", "item"]
     query = EntryDraft(
         type="data.release",
@@ -143,8 +143,8 @@ def test_a_store_from_before_the_record_count_gains_the_column(tmp_path: Path) -
             " case_id VARCHAR(32), result VARCHAR(8) NOT NULL, break_glass BOOLEAN NOT NULL)"
         )
         connection.exec_driver_sql("INSERT INTO access_index VALUES (1, 'x', 0, 'police', 'p', 'd', NULL, 'deny', 0)")
-    init_schema(engine)
-    init_schema(engine)  # twice: the second finds the column and leaves the table alone
+    init_audit_schema(engine)
+    init_audit_schema(engine)  # twice: the second finds the column and leaves the table alone
     assert "records" in {c["name"] for c in inspect(engine).get_columns("access_index")}
     with engine.connect() as connection:
         assert connection.execute(text("SELECT records FROM access_index")).scalar_one() == 1
@@ -157,7 +157,7 @@ def test_the_indexer_writes_rows_the_resident_view_reads(database_url: str) -> N
     from hub.store.tables import AccessIndexRow
 
     engine = create_store_engine(database_url)
-    init_schema(engine)
+    init_audit_schema(engine)
     drafts = [decision(records=3), decision(case="CASE-2026-0001", detail={"records": 1})]
     pairs = [(d, seal_entry(d, 7 + i)) for i, d in enumerate(drafts)]
     with engine.begin() as connection:

@@ -98,3 +98,50 @@ def test_cli_key_operations_are_audited_and_exported(tmp_path: Path) -> None:
     assert witness.returncode == 0 and "witness.local/w1" in witness.stdout
     body, signatures = split_note(witness.stdout.split("witness key:")[0])
     assert len(signatures) == 2 and Checkpoint.parse(body).size == 2
+
+
+def _entry() -> EntryDraft:
+    return EntryDraft(type="admin", actor=Actor(agency="hub", principal="op", role="operator"))
+
+
+def test_a_sqlite_store_keeps_its_log_in_a_file_of_its_own(tmp_path: Path) -> None:
+    """Commits to the log must not make the store's readers drop their page caches: the two are separate files."""
+    from sqlalchemy import inspect
+
+    from hub.store import create_store_engine, init_schema
+
+    settings = load_settings(var_dir=tmp_path, master_key=os.urandom(32).hex())
+    assert settings.effective_audit_database_url == f"sqlite:///{tmp_path / 'audit.db'}"
+    store = create_store_engine(settings.effective_database_url)
+    init_schema(store)
+    keys = open_key_service(settings, create=True)
+    log = open_audit_log(settings, keys, interval=False)
+    try:
+        Evidence(log, keys).append(_entry())
+        assert log.engine.url.database == str(tmp_path / "audit.db")
+        assert {"audit_entry", "access_index", "agreement_use"} <= set(inspect(log.engine).get_table_names())
+        assert not {"audit_entry", "access_index", "agreement_use"} & set(inspect(store).get_table_names())
+    finally:
+        log.close()
+
+
+def test_the_log_shares_a_postgresql_store_unless_configured_elsewhere() -> None:
+    url = "postgresql://hub@127.0.0.1/hub"
+    assert load_settings(database_url=url).effective_audit_database_url == url
+    elsewhere = "postgresql://audit@127.0.0.1/audit"
+    assert load_settings(database_url=url, audit_database_url=elsewhere).effective_audit_database_url == elsewhere
+
+
+def test_a_store_that_holds_its_log_already_keeps_it_there(tmp_path: Path) -> None:
+    """A store from before the log had a file of its own: its entries stay where they are, none are orphaned."""
+    settings = load_settings(var_dir=tmp_path, master_key=os.urandom(32).hex())
+    keys = open_key_service(settings, create=True)
+    legacy = open_audit_log(settings.model_copy(update={"audit_database_url": settings.effective_database_url}), keys)
+    Evidence(legacy, keys).append(_entry())
+    legacy.close()
+    log = open_audit_log(settings, keys, interval=False)
+    try:
+        assert log.engine.url.database == str(tmp_path / "hub.db") and log.size == 1
+        assert not (tmp_path / "audit.db").exists()
+    finally:
+        log.close()

@@ -102,12 +102,12 @@ def test_lifecycle_and_who_may_move_it(runtime: tuple[PolicyRuntime, Evidence]) 
 
 
 def test_use_counters_add_each_agreements_own_increments(runtime: tuple[PolicyRuntime, Evidence]) -> None:
-    """One compiled UPDATE, run once an agreement: different increments in one call land on their own rows."""
+    """One constant upsert, run once an agreement: different increments in one call land on their own rows."""
     rt, _ = runtime
     first, second = _agreement(rt), _agreement(rt, purposes=("fraud_warning",))
     rt.agreements.count_uses({second: (1, 5), first: (2, 3)})
     rt.agreements.count_uses({first: (1, 1)})
-    with rt.agreements.engine.begin() as connection:  # inside a caller's transaction, as a release's effect
+    with rt.agreements.uses_engine.begin() as connection:  # in a caller's (the audit log's) transaction
         rt.agreements.count_uses({second: (4, 0)}, connection)
     used = {r["agreement"]: (r["decisions"], r["records_released"]) for r in rt.agreements.usage_report()}
     assert used == {first: (3, 4), second: (5, 5)}
@@ -177,7 +177,7 @@ def test_decisions_are_audited_permit_and_deny(runtime: tuple[PolicyRuntime, Evi
     assert decisions[1]["decision"]["reasons"] == [
         f"PIPL-6-purpose: purpose fraud_warning is not among the purposes of agreement {agreement}"
     ]
-    assert rt.agreements.get(agreement).decisions == 1
+    assert rt.agreements.use_counts([agreement])[agreement][0] == 1
 
 
 def test_roles_gate_and_separation_of_duties(runtime: tuple[PolicyRuntime, Evidence]) -> None:
@@ -324,3 +324,15 @@ def test_an_unreachable_policy_engine_fails_closed(runtime: tuple[PolicyRuntime,
         not decision.allow and decision.fields == {} and decision.reasons == ("policy engine unavailable: fail closed",)
     )
     assert _entries(evidence)[-1]["decision"]["result"] == "deny"
+
+
+def test_uses_counted_before_the_counters_moved_still_count(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    """An agreement row's own counters (from before ``agreement_use``) add to the ones kept with the log."""
+    rt, _ = runtime
+    agreement = _agreement(rt)
+    with rt.agreements.engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"UPDATE sharing_agreement SET decisions = 2, records_released = 7 WHERE id = '{agreement}'"  # noqa: S608
+        )
+    rt.agreements.count_uses({agreement: (1, 3)})
+    assert rt.agreements.use_counts([agreement]) == {agreement: (3, 10)}

@@ -199,9 +199,11 @@ def test_naive_datetimes_are_refused(store: RecordStore) -> None:
 
 
 def _create_schema(url: str) -> None:
-    from hub.store import create_store_engine, init_schema
+    from hub.store import create_store_engine, init_audit_schema, init_schema
 
-    init_schema(create_store_engine(url))
+    engine = create_store_engine(url)
+    init_schema(engine)
+    init_audit_schema(engine)  # the same database holds the log on PostgreSQL
 
 
 def test_processes_starting_together_on_a_fresh_database_both_create_the_schema(database_url: str) -> None:

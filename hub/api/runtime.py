@@ -53,7 +53,7 @@ class HubRuntime:
         keys = open_key_service(settings, create=True)
         evidence = Evidence(open_audit_log(settings, keys), keys)
         protector = RecordProtector(keys, catalog)
-        policy = PolicyRuntime.open(settings, catalog, evidence, engine)
+        policy = PolicyRuntime.open(settings, catalog, evidence, engine, store_engine)
         cases = CaseRegistry(store_engine, evidence.append)
         reviews = ReviewQueue(store_engine, policy.roles, evidence.append)
         issuer = settings.effective_oidc_issuer

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from sqlalchemy import BigInteger, Connection, Engine, Table, inspect, text
 from sqlalchemy.engine.reflection import Inspector
 from sqlmodel import SQLModel
@@ -85,23 +88,42 @@ def _index_subject_groups(connection: Connection, inspector: Inspector) -> None:
 SCHEMA_LOCK = 0x6875622D73636863  # pg_advisory_xact_lock key ("hub-schc")
 
 
-def init_schema(engine: Engine) -> None:
-    """Create missing tables, and add columns that later versions gave existing tables.
+# Tables the audit log writes in its own transactions (its indexer and its entries' effects): they live in the
+# audit log's database (hub.settings.Settings.effective_audit_database_url), which may or may not be the store's.
+AUDIT_SIDE_TABLES = ("access_index", "agreement_use")
 
-    Concurrent callers (API workers starting together on a fresh database) are serialised, by an advisory
-    lock on PostgreSQL and the write lock on SQLite: check-then-create alone races, and the loser fails.
-    """
+
+@contextlib.contextmanager
+def _schema_change(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the schema lock: concurrent callers (API workers starting together on a fresh
+    database) are serialised, by an advisory lock on PostgreSQL and the write lock on SQLite, since
+    check-then-create alone races and the loser fails."""
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
         else:  # SQLite: take the write lock before looking, so the look and the creation are one step
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-        SQLModel.metadata.create_all(connection)
+        yield connection
+
+
+def init_audit_schema(engine: Engine) -> None:
+    """Create the tables the audit log feeds (AUDIT_SIDE_TABLES) in its database, and bring older ones up to date."""
+    with _schema_change(engine) as connection:
+        tables = [SQLModel.metadata.tables[name] for name in AUDIT_SIDE_TABLES]
+        SQLModel.metadata.create_all(connection, tables=tables)
         inspector = inspect(connection)
         for table, column, ddl in _ADDED_COLUMNS:
             if column not in {c["name"] for c in inspector.get_columns(table)}:
                 connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
         _key_access_index_by_item(connection, inspector)
+
+
+def init_schema(engine: Engine) -> None:
+    """Create the store's missing tables (all but AUDIT_SIDE_TABLES), and add columns later versions gave them."""
+    with _schema_change(engine) as connection:
+        tables = [t for name, t in SQLModel.metadata.tables.items() if name not in AUDIT_SIDE_TABLES]
+        SQLModel.metadata.create_all(connection, tables=tables)
+        inspector = inspect(connection)
         _index_subject_groups(connection, inspector)
         if engine.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
             version = next(c for c in inspector.get_columns("record") if c["name"] == "version")

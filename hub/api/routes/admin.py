@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -41,7 +42,9 @@ router = APIRouter(prefix="/v1/admin", tags=["agency admins"])
 ADMIN = problems(400, 401, 403, 404, 409, 422, 503)
 
 
-def agreement_out(row: AgreementRow) -> AgreementOut:
+def agreement_out(row: AgreementRow, uses: Mapping[str, tuple[int, int]]) -> AgreementOut:
+    """``row`` as the API shows it, with its use counts from ``uses`` (AgreementService.use_counts)."""
+    decisions, records_released = uses.get(row.id, (0, 0))
     return AgreementOut(
         id=row.id,
         provider=row.provider,
@@ -58,9 +61,14 @@ def agreement_out(row: AgreementRow) -> AgreementOut:
         requester=row.requester,
         approvers=list(row.approvers),
         rejection_reason=row.rejection_reason,
-        decisions=row.decisions,
-        records_released=row.records_released,
+        decisions=decisions,
+        records_released=records_released,
     )
+
+
+def agreement_answer(hub: HubRuntime, row: AgreementRow) -> AgreementOut:
+    """One agreement with its use counts (a blocking read: call it in a worker thread)."""
+    return agreement_out(row, hub.policy.agreements.use_counts([row.id]))
 
 
 def request_agreement_from(hub: HubRuntime, requester: Principal, body: SharingRequestIn) -> AgreementRow:
@@ -151,8 +159,9 @@ async def assign_role(body: RoleIn, request: Request, who: Admin) -> Done:
 @router.post("/agreements", status_code=201, summary="Request an agreement as the consumer agency", responses=ADMIN)
 async def request_agreement(body: SharingRequestIn, request: Request, who: Admin) -> AgreementOut:
     _, principal = _admin(request, who, "agreements", "request")
-    row = await asyncio.to_thread(request_agreement_from, hub_of(request), principal, body)
-    return agreement_out(row)
+    hub = hub_of(request)
+    row = await asyncio.to_thread(request_agreement_from, hub, principal, body)
+    return await asyncio.to_thread(agreement_answer, hub, row)
 
 
 @router.get("/agreements", summary="Agreements the agency provides or consumes", responses=ADMIN)
@@ -160,14 +169,17 @@ async def list_agreements(request: Request, who: Admin) -> list[AgreementOut]:
     _admin(request, who, "agreements", "request")
     from sqlmodel import Session, or_, select
 
-    def rows() -> list[AgreementRow]:
-        with Session(hub_of(request).store.engine) as session:
+    def rows() -> list[AgreementOut]:
+        hub = hub_of(request)
+        with Session(hub.store.engine) as session:
             query = select(AgreementRow).where(
                 or_(AgreementRow.provider == who.agency, AgreementRow.consumer == who.agency)
             )
-            return list(session.exec(query.order_by(AgreementRow.id)).all())
+            found = list(session.exec(query.order_by(AgreementRow.id)).all())
+        uses = hub.policy.agreements.use_counts([r.id for r in found])
+        return [agreement_out(r, uses) for r in found]
 
-    return [agreement_out(r) for r in await asyncio.to_thread(rows)]
+    return await asyncio.to_thread(rows)
 
 
 @router.post(
@@ -192,7 +204,8 @@ async def move_agreement(
         "resume": lambda: service.resume(agreement_id, principal),
         "revoke": lambda: service.revoke(agreement_id, principal, body.reason),
     }
-    return agreement_out(await asyncio.to_thread(moves[action]))
+    row = await asyncio.to_thread(moves[action])
+    return await asyncio.to_thread(agreement_answer, hub_of(request), row)
 
 
 @router.post("/consents", status_code=201, summary="Record a resident's consent given at a counter", responses=ADMIN)

@@ -155,6 +155,7 @@ async def evidence_pack(
             from policies.tables import AgreementRow
 
             agreements = session.exec(select(AgreementRow).order_by(AgreementRow.id)).all()
+        uses = hub.policy.agreements.use_counts()
         return {
             "catalog": {
                 "digest": hub.catalog.digest,
@@ -179,7 +180,7 @@ async def evidence_pack(
                     for d in hub.catalog
                 ],
             },
-            "agreements": [agreement_out(a).model_dump() for a in agreements],
+            "agreements": [agreement_out(a, uses).model_dump() for a in agreements],
             "agreement_events": [
                 {
                     "agreement": e.agreement_id,

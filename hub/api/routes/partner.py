@@ -31,7 +31,7 @@ from hub.api.models import (
 )
 from hub.api.partner_keys import PartnerKey
 from hub.api.problems import request_id_of
-from hub.api.routes.admin import agreement_out, request_agreement_from
+from hub.api.routes.admin import agreement_answer, request_agreement_from
 from hub.api.routes.common import problems, record_json, release_json
 from hub.errors import HubError
 from hub.release import Query as ReleaseQuery
@@ -73,7 +73,7 @@ async def sharing_request(
     hub = hub_of(request)
     requester = Principal(f"svc:{key.agency}", key.agency, "partner_service")
     row = await asyncio.to_thread(request_agreement_from, hub, requester, body)
-    return agreement_out(row)
+    return await asyncio.to_thread(agreement_answer, hub, row)
 
 
 @router.post(

@@ -30,7 +30,7 @@ async def accesses(request: Request, me: Me) -> AccessesOut:
     subject = hub.evidence.pseudonym(me.id_number)
 
     def read() -> list[AccessIndexRow]:
-        with Session(hub.store.engine) as session:
+        with Session(hub.evidence.log.engine) as session:  # the index lives with the log it indexes
             query = select(AccessIndexRow).where(AccessIndexRow.subject == subject).order_by(col(AccessIndexRow.seq))
             return list(session.exec(query).all())
 
