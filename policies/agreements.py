@@ -337,17 +337,18 @@ class AgreementService:
     def use_counts(self, agreement_ids: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
         """(decisions, records released) of the agreements named (all by default): the counts in
         ``agreement_use`` plus those an agreement row kept from before that table (see AgreementRow)."""
-        wanted = None if agreement_ids is None else set(agreement_ids)
-        counts: dict[str, tuple[int, int]] = {}
+        rows = select(AgreementRow.id, AgreementRow.decisions, AgreementRow.records_released)
+        uses = select(AgreementUseRow.agreement, AgreementUseRow.decisions, AgreementUseRow.records_released)
+        if agreement_ids is not None:
+            rows = rows.where(col(AgreementRow.id).in_(agreement_ids))
+            uses = uses.where(col(AgreementUseRow.agreement).in_(agreement_ids))
         with Session(self.engine) as session:
-            for row in session.exec(select(AgreementRow)).all():
-                if wanted is None or row.id in wanted:
-                    counts[row.id] = (row.decisions, row.records_released)
+            counts = {agreement: (decisions, records) for agreement, decisions, records in session.exec(rows)}
         with Session(self.uses_engine) as session:
-            for use in session.exec(select(AgreementUseRow)).all():
-                if use.agreement in counts:
-                    decisions, records = counts[use.agreement]
-                    counts[use.agreement] = (decisions + use.decisions, records + use.records_released)
+            for agreement, decisions, records in session.exec(uses):
+                if agreement in counts:
+                    kept = counts[agreement]
+                    counts[agreement] = (kept[0] + decisions, kept[1] + records)
         return counts
 
     def usage_report(self) -> list[dict[str, Any]]:
