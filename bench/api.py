@@ -4,7 +4,11 @@ Compared, in the same run, with an unprotected endpoint serving the same rows (b
 no policy, no decryption, no audit). Both servers stay up and are loaded in turn, ``--rounds`` times; the
 ratios reported are the medians of the rounds' ratios, every round listed. Last line: one JSON object.
 
-    python bench/api.py [--residents 2000] [--seconds 15] [--rounds 3] [--database sqlite|postgresql]
+    python bench/api.py [--residents 2000] [--seconds 15] [--rounds 3] [--database sqlite|postgresql] [--ablate-audit]
+
+With ``--ablate-audit`` a third server is loaded in each round: the hub with its audit appends answered at once,
+unrecorded (bench/ablation/hub_without_audit.py), so the ratio splits into the protection's share and the
+durable evidence's.
 """
 
 from __future__ import annotations
@@ -191,9 +195,14 @@ def main() -> None:
         default="sqlite",
         help="the store and audit log: the embedded SQLite file, or a PostgreSQL 18 server started here",
     )
+    parser.add_argument(
+        "--ablate-audit",
+        action="store_true",
+        help="also load the hub with its audit appends unrecorded, to split the ratio (an ablation, not a mode)",
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="hub-bench-api-"))
-    hub_port, base_port = free_port(), free_port()
+    hub_port, base_port, ablated_port = free_port(), free_port(), free_port()
     url = f"http://127.0.0.1:{hub_port}"
     database: dict[str, str] = {}
     if args.database == "postgresql":
@@ -208,6 +217,8 @@ def main() -> None:
         "baseline": ("api_baseline:create_app", base_port, baseline, HERE / "baseline"),
         "person_view": ("hub.api.app:create_app", hub_port, protected, ROOT),
     }
+    if args.ablate_audit:
+        apps["without_audit"] = ("hub_without_audit:create_app", ablated_port, protected, HERE / "ablation")
     # Both servers run for the whole benchmark and are loaded in turn, baseline then person view, ``--rounds``
     # times: this machine's speed drifts by 10-30% within a minute, so each ratio compares two loads taken
     # seconds apart, and the median round decides rather than one slow moment.
@@ -217,6 +228,9 @@ def main() -> None:
         for _, port, requests, _ in apps.values():
             asyncio.run(load(port, requests, 3.0))  # warm up
         print(f"a person view: {check_release(asyncio.run(answer(hub_port, protected[0])))}", file=sys.stderr)
+        if args.ablate_audit:  # the same work, bar the durable append
+            found = check_release(asyncio.run(answer(ablated_port, protected[0])))
+            print(f"a person view without its audit append: {found}", file=sys.stderr)
         for number in range(1, args.rounds + 1):
             measured: dict[str, Any] = {}
             for name, (_, port, requests, _) in apps.items():
@@ -229,6 +243,8 @@ def main() -> None:
                         (after - before) * 1000 / measured[name]["requests"], 3
                     )
             measured.update(ratios(measured["baseline"], measured["person_view"]))
+            if "without_audit" in measured:
+                measured["without_audit_ratios"] = ratios(measured["baseline"], measured["without_audit"])
             rounds.append(measured)
             print(f"round {number}: {measured}", file=sys.stderr)
     finally:
@@ -241,6 +257,15 @@ def main() -> None:
         values = [float(r[key]) for r in rounds if key in r]
         if values:
             results[key] = round(statistics.median(values), 2)
+    if args.ablate_audit:
+        results["without_audit"] = {
+            key: round(statistics.median(float(r["without_audit_ratios"][key]) for r in rounds), 2)
+            for key in ("p99_ratio", "throughput_ratio", "server_cpu_ratio")
+            if all(key in r["without_audit_ratios"] for r in rounds)
+        }
+        results["without_audit"]["requests_per_s_median"] = round(
+            statistics.median(float(r["without_audit"]["requests_per_s"]) for r in rounds), 1
+        )
     results["person_view_requests_per_s_median"] = round(
         statistics.median(float(r["person_view"]["requests_per_s"]) for r in rounds), 1
     )
