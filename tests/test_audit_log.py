@@ -152,6 +152,21 @@ def test_unavailable_database_fails_the_append(tmp_path: Path) -> None:
     audit.close()
 
 
+def test_a_broken_writer_connection_fails_its_batch_and_the_next_batch_reconnects(log: AuditLog) -> None:
+    """The writer keeps one connection between batches; once it breaks (a restarted server, say), that batch
+    fails closed and the writer does not keep failing on the dead connection."""
+    first = log.append(DRAFT)
+    kept = log._connection
+    assert kept is not None
+    kept.connection.dbapi_connection.close()  # type: ignore[union-attr]  # the driver's connection, under the writer
+    with pytest.raises(AuditUnavailable):
+        log.append(DRAFT)
+    second = log.append(DRAFT)
+    assert log._connection is not kept
+    assert (first.seq, second.seq) == (0, 1)
+    assert [json.loads(b)["seq"] for b in log.bodies(0, 2)] == [0, 1]
+
+
 def test_entries_refuse_personal_data_shapes() -> None:
     with pytest.raises(ValueError, match="subject"):
         EntryDraft(type="admin", actor=DRAFT.actor, subject="11010519491231002X")
