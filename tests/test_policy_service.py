@@ -21,6 +21,7 @@ from policies.agreements import Principal
 from policies.decide import DecisionRequest, Emergency, PrincipalContext, RecordContext
 from policies.engines import OpaServerEngine
 from policies.errors import AgreementError, PolicyInputError, PolicyUnavailable, SeparationOfDuties
+from policies.roles import RoleService
 
 NOW = 1795000000
 SUBJECT = "ab" * 32
@@ -189,6 +190,21 @@ def test_roles_gate_and_separation_of_duties(runtime: tuple[PolicyRuntime, Evide
         rt.roles.assign("HA-1", "auditor", "civil_affairs")
     with pytest.raises(PolicyInputError, match="unknown role 'superuser'"):
         rt.roles.assign("X-9", "superuser", "police")
+
+
+def test_the_roles_a_principal_holds_follow_assignments_here_and_in_other_processes(
+    runtime: tuple[PolicyRuntime, Evidence], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt, _ = runtime
+    assert ("officer", "health") not in rt.roles.roles_of("X-7")
+    rt.roles.assign("X-7", "officer", "health")
+    assert ("officer", "health") in rt.roles.roles_of("X-7")  # remembered, and forgotten on a change
+    other = RoleService(rt.roles.engine)  # another API worker on the same store
+    assert ("officer", "health") in other.roles_of("X-7")
+    rt.roles.revoke("X-7", "officer", "health")
+    assert ("officer", "health") not in rt.roles.roles_of("X-7")
+    monkeypatch.setattr("policies.roles.RELOAD_CHECK_SECONDS", 0.0)  # the other worker's next check is due
+    assert ("officer", "health") not in other.roles_of("X-7")
 
 
 def test_consent_withdrawal_and_scope_change(runtime: tuple[PolicyRuntime, Evidence]) -> None:
