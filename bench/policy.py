@@ -158,8 +158,7 @@ def casbin(scratch: Path, rules: int = 10_000) -> dict[str, float]:
     principals = []
     role_names = ["officer", "investigator", "community_officer", "analyst", "dpo", "partner_service"]
     grouping = [[f"U-{n:05d}", role_names[n % len(role_names)], AGENCIES[n % 4]] for n in range(rules)]
-    roles.enforcer.add_grouping_policies(grouping)
-    roles.reload()
+    roles.assign_all([(p, r, a) for p, r, a in grouping])
     principals = [(g[0], g[2]) for g in grouping]
     rng = random.Random(1)
     sample = [rng.choice(principals) for _ in range(5000)]

@@ -5,21 +5,23 @@ restart when the ``policy_version`` counter moves. Checks are answered from the 
 computes for a principal in a domain (``get_implicit_permissions_for_user``), cached until the rules
 change: the plain Enforcer costs about 25 ms per check at 10k rules and FastEnforcer is not
 thread-safe, while a cached set is a dictionary lookup and safe under threads.
-Separation of duties (PIPL 51, GB/T 35273): no principal holds both an admin and an auditor role.
+Separation of duties (PIPL 51, GB/T 35273): no principal holds both an admin and an auditor role. It is
+checked against the rules as stored, in the transaction that stores the change and under the rules' write
+lock, so two workers giving a principal the two roles at once cannot both succeed (see RoleService._change).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import casbin
 from casbin import persist
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, Table, delete, insert, select, text, update
 from sqlmodel import Session
 
 from policies.errors import PolicyInputError, SeparationOfDuties
@@ -55,6 +57,7 @@ ROLE_PERMISSIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "partner_service": (("records", "read"), ("records", "push"), ("agreements", "request")),
 }
 RELOAD_CHECK_SECONDS = 2.0
+T = TypeVar("T")
 
 
 def model_path() -> Path:
@@ -118,10 +121,39 @@ class StoreAdapter(persist.Adapter):  # type: ignore[misc]
             session.commit()
 
 
+ROLES_LOCK = 0x6875622D726F6C65  # pg_advisory_xact_lock key ("hub-role")
+_RULES: Table = CasbinRule.__table__  # type: ignore[attr-defined]
+_VERSIONS: Table = PolicyVersion.__table__  # type: ignore[attr-defined]
+
+
+def _columns(rule: Sequence[str]) -> dict[str, str]:
+    values = [*rule[1:], "", "", "", "", "", ""][:6]
+    return {"ptype": rule[0], **{f"v{i}": v for i, v in enumerate(values)}}
+
+
+def _stored(connection: Connection, rule: Sequence[str]) -> bool:
+    c = _RULES.c
+    query = select(c.id).where(*(c[name] == value for name, value in _columns(rule).items())).limit(1)
+    return connection.execute(query).first() is not None
+
+
+def _bump(connection: Connection) -> int:
+    """Move the roles' version on ``connection`` (in its transaction); the version it had before."""
+    c = _VERSIONS.c
+    found = connection.execute(select(c.version).where(c.name == "roles")).scalar()
+    if found is None:
+        connection.execute(insert(_VERSIONS).values(name="roles", version=1))
+        return 0
+    connection.execute(update(_VERSIONS).where(c.name == "roles").values(version=int(found) + 1))
+    return int(found)
+
+
 class RoleService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.enforcer = casbin.Enforcer(str(model_path()), StoreAdapter(engine))
+        # Changes are stored by _change, in its own transaction; the enforcer only keeps the copy in memory.
+        self.enforcer.enable_auto_save(False)
         self._cache: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
         # (role, agency) pairs by principal. Casbin finds them by scanning every grouping rule: 104 µs a call
         # with 200 officers assigned, on every officer's request (the role a request acts under).
@@ -137,19 +169,17 @@ class RoleService:
             row = session.get(PolicyVersion, "roles")
             return row.version if row else 0
 
-    def _bump(self) -> None:
-        with Session(self.engine) as session:
-            row = session.get(PolicyVersion, "roles") or PolicyVersion(name="roles", version=0)
-            row.version += 1
-            session.add(row)
-            session.commit()
-            self._version = row.version
-
     def reload(self) -> None:
         with self._lock:
-            self.enforcer.load_policy()
-            self._forget()
-            self._version = self._stored_version()
+            self._reload_locked()
+
+    def _reload_locked(self) -> None:
+        # The version first: a change committed between the two reads is then reloaded again at the next
+        # check, rather than taken as already loaded.
+        version = self._stored_version()
+        self.enforcer.load_policy()
+        self._forget()
+        self._version = version
 
     def _forget(self) -> None:
         """Drop what was derived from the rules (call with ``_lock`` held, after the rules changed)."""
@@ -168,17 +198,21 @@ class RoleService:
 
     def install_agency(self, agency: str) -> None:
         """Grant every role its permissions in ``agency``'s domain (idempotent)."""
-        rules = [
-            [role, agency, obj, act]
-            for role, permissions in ROLE_PERMISSIONS.items()
-            for obj, act in permissions
-            if not self.enforcer.has_policy(role, agency, obj, act)
+        wanted = [
+            ("p", role, agency, obj, act) for role, permissions in ROLE_PERMISSIONS.items() for obj, act in permissions
         ]
-        if rules:
-            with self._lock:
-                self.enforcer.add_policies(rules)
-                self._forget()
-            self._bump()
+
+        def in_database(connection: Connection) -> list[tuple[str, ...]]:
+            missing: list[tuple[str, ...]] = [rule for rule in wanted if not _stored(connection, rule)]
+            for rule in missing:
+                connection.execute(insert(_RULES).values(_columns(rule)))
+            return missing
+
+        def in_memory(missing: list[tuple[str, ...]]) -> None:
+            if missing:
+                self.enforcer.add_policies([list(r[1:]) for r in missing])
+
+        self._change(in_database, in_memory)
 
     def roles_of(self, principal: str) -> frozenset[tuple[str, str]]:
         """(role, agency) pairs held by ``principal`` in every domain, as of the last reload check (see
@@ -193,23 +227,75 @@ class RoleService:
         return held
 
     def assign(self, principal: str, role: str, agency: str) -> None:
-        if role not in ROLES:
-            raise PolicyInputError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
-        held = {r for r, _ in self.roles_of(principal)}
-        if (role in ADMIN_ROLES and held & AUDITOR_ROLES) or (role in AUDITOR_ROLES and held & ADMIN_ROLES):
-            raise SeparationOfDuties(
-                f"principal {principal} cannot hold both an admin and an auditor role (PIPL 51, GB/T 35273)"
-            )
-        with self._lock:
-            self.enforcer.add_grouping_policy(principal, role, agency)
-            self._forget()
-        self._bump()
+        self.assign_all([(principal, role, agency)])
+
+    def assign_all(self, assignments: Sequence[tuple[str, str, str]]) -> None:
+        """Give each (principal, role, agency), in one change; refused as a whole if any breaks separation of
+        duties, which is checked against the rules as stored, under the rules' write lock (see :meth:`_change`):
+        an auditor role given by another worker a moment ago counts, however recently this one reloaded."""
+        for _, role, _ in assignments:
+            if role not in ROLES:
+                raise PolicyInputError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+
+        def in_database(connection: Connection) -> list[tuple[str, ...]]:
+            principals = {principal for principal, _, _ in assignments}
+            held: dict[str, set[str]] = {principal: set() for principal in principals}
+            c = _RULES.c
+            query = select(c.v0, c.v1).where(c.ptype == "g", c.v0.in_(principals))
+            for principal, role in connection.execute(query):
+                held[principal].add(role)
+            added: list[tuple[str, ...]] = []
+            for principal, role, agency in assignments:
+                roles = held[principal] | {role}
+                if roles & ADMIN_ROLES and roles & AUDITOR_ROLES:
+                    raise SeparationOfDuties(
+                        f"principal {principal} cannot hold both an admin and an auditor role (PIPL 51, GB/T 35273)"
+                    )
+                held[principal] = roles
+                rule = ("g", principal, role, agency)
+                if rule not in added and not _stored(connection, rule):
+                    connection.execute(insert(_RULES).values(_columns(rule)))
+                    added.append(rule)
+            return added
+
+        def in_memory(added: list[tuple[str, ...]]) -> None:
+            if added:
+                self.enforcer.add_grouping_policies([list(r[1:]) for r in added])
+
+        self._change(in_database, in_memory)
 
     def revoke(self, principal: str, role: str, agency: str) -> None:
+        def in_database(connection: Connection) -> None:
+            c = _RULES.c
+            connection.execute(delete(_RULES).where(c.ptype == "g", c.v0 == principal, c.v1 == role, c.v2 == agency))
+
+        self._change(in_database, lambda _: self.enforcer.remove_grouping_policy(principal, role, agency))
+
+    def _change(self, in_database: Callable[[Connection], T], in_memory: Callable[[T], object]) -> T:
+        """One change to the rules, in one order across processes, and this process's copy current after it.
+
+        The transaction first takes the rules' write lock (PostgreSQL: an advisory lock; SQLite: the database's
+        write lock, taken before anything is read), so what ``in_database`` checks is what it changes, whatever
+        other workers do meanwhile. The version moves in the same commit. Then, if this process's copy was
+        current before the change, the change is applied to it (``in_memory``, with what ``in_database``
+        returned); if another process had changed the rules since this one last looked, the copy is reloaded:
+        taking the new version number alone would have left that change out of it for good.
+        """
         with self._lock:
-            self.enforcer.remove_grouping_policy(principal, role, agency)
-            self._forget()
-        self._bump()
+            with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ROLES_LOCK})
+                else:
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                result = in_database(connection)
+                before = _bump(connection)
+            if before == self._version:
+                in_memory(result)  # auto-save is off: this changes the enforcer's copy only
+                self._version = before + 1
+                self._forget()
+            else:
+                self._reload_locked()
+        return result
 
     # -- checking -----------------------------------------------------------------------------------
 

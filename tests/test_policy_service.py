@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -205,6 +206,67 @@ def test_the_roles_a_principal_holds_follow_assignments_here_and_in_other_proces
     assert ("officer", "health") not in rt.roles.roles_of("X-7")
     monkeypatch.setattr("policies.roles.RELOAD_CHECK_SECONDS", 0.0)  # the other worker's next check is due
     assert ("officer", "health") not in other.roles_of("X-7")
+
+
+def test_separation_of_duties_holds_against_another_workers_assignment_a_moment_ago(
+    runtime: tuple[PolicyRuntime, Evidence],
+) -> None:
+    rt, _ = runtime
+    other = RoleService(rt.roles.engine)  # another API worker on the same store
+    assert rt.roles.roles_of("X-8") == frozenset()  # this worker's copy, not due for a reload check yet
+    other.assign("X-8", "auditor", "civil_affairs")
+    with pytest.raises(SeparationOfDuties):
+        rt.roles.assign("X-8", "agency_admin", "police")
+    assert ("agency_admin", "police") not in other.roles_of("X-8")
+
+
+def test_two_workers_giving_conflicting_roles_at_once_leave_one_of_them(
+    runtime: tuple[PolicyRuntime, Evidence],
+) -> None:
+    rt, _ = runtime
+    workers = [RoleService(rt.roles.engine), RoleService(rt.roles.engine)]
+    for n in range(5):
+        principal = f"X-2{n}"
+        start = threading.Barrier(2)
+        refused: list[Any] = []
+
+        def give(worker: RoleService, principal: str, role: str, start: threading.Barrier, refused: list[Any]) -> None:
+            start.wait()
+            try:
+                worker.assign(principal, role, "police")
+            except SeparationOfDuties as error:
+                refused.append(error)
+
+        threads = [
+            threading.Thread(target=give, args=(workers[0], principal, "auditor", start, refused)),
+            threading.Thread(target=give, args=(workers[1], principal, "agency_admin", start, refused)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        held = {role for role, _ in RoleService(rt.roles.engine).roles_of(principal)}
+        assert len(refused) == 1 and len(held) == 1 and held <= {"auditor", "agency_admin"}
+
+
+def test_a_change_here_does_not_hide_a_change_made_elsewhere(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    rt, _ = runtime
+    other = RoleService(rt.roles.engine)
+    assert not rt.roles.check("X-10", "health", "records", "read")
+    other.assign("X-10", "officer", "health")  # this worker has not seen it yet
+    rt.roles.assign("X-11", "officer", "health")  # its own change moves the version past the other's
+    assert rt.roles.check("X-10", "health", "records", "read")
+    assert rt.roles.check("X-11", "health", "records", "read")
+
+
+def test_assignments_refused_together_leave_nothing_behind(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    rt, _ = runtime
+    with pytest.raises(SeparationOfDuties):
+        rt.roles.assign_all(
+            [("X-12", "officer", "police"), ("X-12", "agency_admin", "police"), ("X-12", "auditor", "police")]
+        )
+    assert rt.roles.roles_of("X-12") == frozenset()
+    assert RoleService(rt.roles.engine).roles_of("X-12") == frozenset()
 
 
 def test_consent_withdrawal_and_scope_change(runtime: tuple[PolicyRuntime, Evidence]) -> None:
