@@ -201,6 +201,9 @@ class RoleService:
         wanted = [
             ("p", role, agency, obj, act) for role, permissions in ROLE_PERMISSIONS.items() for obj, act in permissions
         ]
+        self._maybe_reload()
+        if all(self.enforcer.has_policy(*rule[1:]) for rule in wanted):
+            return  # every start installs every agency: no transaction, and no version move for other workers
 
         def in_database(connection: Connection) -> list[tuple[str, ...]]:
             missing: list[tuple[str, ...]] = [rule for rule in wanted if not _stored(connection, rule)]

@@ -269,6 +269,16 @@ def test_assignments_refused_together_leave_nothing_behind(runtime: tuple[Policy
     assert RoleService(rt.roles.engine).roles_of("X-12") == frozenset()
 
 
+def test_installing_an_installed_agency_again_changes_nothing(runtime: tuple[PolicyRuntime, Evidence]) -> None:
+    rt, _ = runtime
+    version = rt.roles._stored_version()
+    rt.roles.install_agency("police")  # every start does this for every agency
+    assert rt.roles._stored_version() == version  # so other workers have nothing to reload
+    rt.roles.install_agency("new_agency")
+    assert rt.roles._stored_version() == version + 1
+    assert RoleService(rt.roles.engine).enforcer.has_policy("officer", "new_agency", "records", "read")
+
+
 def test_consent_withdrawal_and_scope_change(runtime: tuple[PolicyRuntime, Evidence]) -> None:
     rt, evidence = runtime
     rt.roles.assign("C-1", "community_officer", "civil_affairs")
