@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,7 +65,9 @@ def model_path() -> Path:
 
 
 class StoreAdapter(persist.Adapter):  # type: ignore[misc]
-    """Casbin rules in the hub's database."""
+    """Casbin rules in the hub's database, loaded only: RoleService stores every change itself, in one locked
+    transaction with its checks and the version (see RoleService._change), so the enforcer runs with auto-save
+    off and never writes through an adapter."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -75,50 +77,6 @@ class StoreAdapter(persist.Adapter):  # type: ignore[misc]
             for rule in session.exec(select(CasbinRule).order_by(CasbinRule.id)).scalars():  # type: ignore[arg-type,call-overload]
                 values = [v for v in (rule.v0, rule.v1, rule.v2, rule.v3, rule.v4, rule.v5) if v]
                 persist.load_policy_line(", ".join([rule.ptype, *values]), model)
-
-    def _row(self, ptype: str, rule: Sequence[str]) -> CasbinRule:
-        values = [*rule, "", "", "", "", "", ""][:6]
-        return CasbinRule(
-            ptype=ptype, v0=values[0], v1=values[1], v2=values[2], v3=values[3], v4=values[4], v5=values[5]
-        )
-
-    def save_policy(self, model: Any) -> bool:
-        with Session(self.engine) as session:
-            session.execute(delete(CasbinRule))
-            for section in ("p", "g"):
-                for ptype, assertion in model.model.get(section, {}).items():
-                    for rule in assertion.policy:
-                        session.add(self._row(ptype, rule))
-            session.commit()
-        return True
-
-    def add_policy(self, sec: str, ptype: str, rule: Sequence[str]) -> None:
-        with Session(self.engine) as session:
-            session.add(self._row(ptype, rule))
-            session.commit()
-
-    def add_policies(self, sec: str, ptype: str, rules: Iterable[Sequence[str]]) -> None:
-        with Session(self.engine) as session:
-            for rule in rules:
-                session.add(self._row(ptype, rule))
-            session.commit()
-
-    def remove_policy(self, sec: str, ptype: str, rule: Sequence[str]) -> None:
-        with Session(self.engine) as session:
-            query = delete(CasbinRule).where(CasbinRule.ptype == ptype)  # type: ignore[arg-type]
-            for i, value in enumerate(rule):
-                query = query.where(getattr(CasbinRule, f"v{i}") == value)
-            session.execute(query)
-            session.commit()
-
-    def remove_filtered_policy(self, sec: str, ptype: str, field_index: int, *field_values: str) -> None:
-        with Session(self.engine) as session:
-            query = delete(CasbinRule).where(CasbinRule.ptype == ptype)  # type: ignore[arg-type]
-            for offset, value in enumerate(field_values):
-                if value:
-                    query = query.where(getattr(CasbinRule, f"v{field_index + offset}") == value)
-            session.execute(query)
-            session.commit()
 
 
 ROLES_LOCK = 0x6875622D726F6C65  # pg_advisory_xact_lock key ("hub-role")
@@ -131,10 +89,23 @@ def _columns(rule: Sequence[str]) -> dict[str, str]:
     return {"ptype": rule[0], **{f"v{i}": v for i, v in enumerate(values)}}
 
 
-def _stored(connection: Connection, rule: Sequence[str]) -> bool:
+def _stored(connection: Connection, ptype: str, column: str, values: set[str]) -> set[tuple[str, ...]]:
+    """The stored rules of ``ptype`` whose ``column`` holds one of ``values``, as Casbin holds them (trailing
+    empty values left out): one read for all that a change checks."""
     c = _RULES.c
-    query = select(c.id).where(*(c[name] == value for name, value in _columns(rule).items())).limit(1)
-    return connection.execute(query).first() is not None
+    query = select(c.v0, c.v1, c.v2, c.v3, c.v4, c.v5).where(c.ptype == ptype, c[column].in_(values))
+    found: set[tuple[str, ...]] = set()
+    for row in connection.execute(query):
+        rule = list(row)
+        while rule and not rule[-1]:
+            rule.pop()
+        found.add(tuple(rule))
+    return found
+
+
+def _insert(connection: Connection, rules: Sequence[Sequence[str]]) -> None:
+    if rules:
+        connection.execute(insert(_RULES), [_columns(rule) for rule in rules])
 
 
 def _bump(connection: Connection) -> int:
@@ -206,9 +177,9 @@ class RoleService:
             return  # every start installs every agency: no transaction, and no version move for other workers
 
         def in_database(connection: Connection) -> list[tuple[str, ...]]:
-            missing: list[tuple[str, ...]] = [rule for rule in wanted if not _stored(connection, rule)]
-            for rule in missing:
-                connection.execute(insert(_RULES).values(_columns(rule)))
+            stored = _stored(connection, "p", "v1", {agency})
+            missing: list[tuple[str, ...]] = [rule for rule in wanted if rule[1:] not in stored]
+            _insert(connection, missing)
             return missing
 
         def in_memory(missing: list[tuple[str, ...]]) -> None:
@@ -242,11 +213,10 @@ class RoleService:
 
         def in_database(connection: Connection) -> list[tuple[str, ...]]:
             principals = {principal for principal, _, _ in assignments}
+            stored = _stored(connection, "g", "v0", principals)
             held: dict[str, set[str]] = {principal: set() for principal in principals}
-            c = _RULES.c
-            query = select(c.v0, c.v1).where(c.ptype == "g", c.v0.in_(principals))
-            for principal, role in connection.execute(query):
-                held[principal].add(role)
+            for rule in stored:
+                held[rule[0]].add(rule[1])
             added: list[tuple[str, ...]] = []
             for principal, role, agency in assignments:
                 roles = held[principal] | {role}
@@ -255,10 +225,10 @@ class RoleService:
                         f"principal {principal} cannot hold both an admin and an auditor role (PIPL 51, GB/T 35273)"
                     )
                 held[principal] = roles
-                rule = ("g", principal, role, agency)
-                if rule not in added and not _stored(connection, rule):
-                    connection.execute(insert(_RULES).values(_columns(rule)))
-                    added.append(rule)
+                if (principal, role, agency) not in stored:
+                    stored.add((principal, role, agency))
+                    added.append(("g", principal, role, agency))
+            _insert(connection, added)
             return added
 
         def in_memory(added: list[tuple[str, ...]]) -> None:
