@@ -11,9 +11,7 @@ matters for latency, not only order: SQLite's own busy handler polls with sleeps
 API workers appending at once spent most of their tail latency there; a blocked ``flock`` wakes as soon
 as the other writer commits.
 
-An ``indexer`` writes rows derived from the entries (the residents' access index, say) in the entries'
-own transaction: the derived rows exist exactly when the entries do, and an append costs one commit
-however many tables it feeds. An append may bring an ``effect`` of its own, run in the same transaction
+An append may bring an ``effect`` of its own, run in the same transaction
 once its entry is inserted (a release's agreement use counters, say): the effect is durable exactly when
 its entry is, and costs no transaction of its own.
 """
@@ -55,7 +53,6 @@ _CATCH_UP = "SELECT seq, leaf_hash FROM audit_entry WHERE seq >= ? ORDER BY seq"
 _CATCH_UP_VERIFIED = "SELECT seq, leaf_hash, body FROM audit_entry WHERE seq >= ? ORDER BY seq"
 _STOP = object()
 
-Indexer = Callable[[Connection, Sequence[tuple[EntryDraft, SealedEntry]]], None]
 Effect = Callable[[Connection], None]
 
 
@@ -173,12 +170,8 @@ class AuditLog:
         linger: float = LINGER_SECONDS,
         checkpoint_interval: float | None = None,
         timestamper: Callable[[bytes], bytes] | None = None,
-        indexer: Indexer | None = None,
     ) -> None:
         self.engine = engine
-        # Runs inside each batch's transaction, after the entries are inserted; if it fails, the batch fails
-        # (AuditUnavailable), so a derived index never lags or leads the log.
-        self.indexer = indexer
         # Every key in the list signs each checkpoint and manifest: during a key rotation both the old and
         # the new key sign, so auditors pinned to either keep verifying. The first is the current key.
         self.signers: list[NoteSigner] = [signer] if isinstance(signer, NoteSigner) else list(signer)
@@ -365,7 +358,7 @@ class AuditLog:
                 self._drop_writer_connection()  # perhaps broken; the next batch opens another
                 _settle(batch, None, AuditUnavailable(f"audit log unavailable: {type(error.orig).__name__}"))
                 return
-            except Exception as error:  # a failing indexer or a draft that will not seal: fail this batch only
+            except Exception as error:  # a failing effect or a draft that will not seal: fail this batch only
                 _settle(batch, None, AuditUnavailable(f"audit log could not record the batch: {type(error).__name__}"))
                 return
             _settle(batch, sealed, None)
@@ -433,8 +426,6 @@ class AuditLog:
                 connection.exec_driver_sql(
                     self._insert_sql, [(e.seq, h, e.body) for e, h in zip(sealed, hashes, strict=True)]
                 )
-                if self.indexer is not None:
-                    self.indexer(connection, list(zip(drafts, sealed, strict=True)))
                 for effect in _batch_effects(batch):
                     effect(connection)
             # Committed: only now does the tree grow, so it never holds an entry the database lacks.

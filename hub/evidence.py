@@ -31,7 +31,6 @@ from hub.errors import HubError, SettingsError
 from hub.identifiers import normalise_id_number
 from hub.settings import Settings
 from hub.store import create_store_engine, init_audit_schema
-from hub.store.access_index import index_accesses
 from hub.store.engine import STORE_PAGE_SIZE
 from keys.service import KeyService, ShredReceipt
 from keys.sql import create_sql_engine
@@ -100,14 +99,13 @@ def open_audit_log(settings: Settings, keys: KeyService, *, interval: bool = Tru
         )
         timestamper = authority.stamp
     engine = create_audit_engine(audit_database_url(settings))
-    init_audit_schema(engine)  # the access index the log feeds and the agreements' use counters live beside it
+    init_audit_schema(engine)  # the agreements' use counters, which releases count in the log's transactions
     return AuditLog(
         engine,
         signers(keys, settings.audit_origin),
         settings.audit_origin,
         checkpoint_interval=settings.audit_checkpoint_seconds if interval else None,
         timestamper=timestamper,
-        indexer=index_accesses,
     )
 
 

@@ -96,6 +96,31 @@ def test_residents_see_accesses_but_covert_ones_only_after_the_case_closes(world
     assert {"agency", "purpose", "time"} <= set(shown[-1]) and "principal" not in shown[-1]
 
 
+def test_a_residents_accesses_show_a_release_at_once_and_fail_closed_without_the_index(
+    world: World, tmp_path: Path
+) -> None:
+    """The index reads on to the log's end before it answers: a release is listed as soon as it is made, and an
+    index that cannot read on answers 503 rather than a list that may leave accesses out."""
+    from keys.sql import create_sql_engine
+
+    me = world.bearer("R-1", "resident", ["resident"], id_number=world.resident)
+    before = world.client.get("/v1/me/accesses", headers=me).json()["accesses"]
+    officer = world.bearer("P-0042", "police", ["investigator"], mfa=True)
+    view = world.client.post(VIEW, json={"id_number": world.resident, "purpose": "fraud_warning"}, headers=officer)
+    assert view.status_code == 200, view.text
+    after = world.client.get("/v1/me/accesses", headers=me).json()["accesses"]
+    assert sum(a["records"] for a in after) > sum(a["records"] for a in before)
+    index = world.hub.accesses
+    working, index.engine = index.engine, create_sql_engine(f"sqlite:///{tmp_path / 'not-an-index.db'}")
+    try:
+        refused = world.client.get("/v1/me/accesses", headers=me)
+    finally:
+        index.engine = working
+    assert refused.status_code == 503
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["component"] == "audit"
+
+
 def test_resident_withdraws_a_consent_given_at_a_counter(world: World) -> None:
     counter = world.client.post(
         "/v1/admin/consents",

@@ -7,10 +7,8 @@ import time
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
 
 from hub.api.models import ReleaseOut
-from hub.store.tables import AccessIndexRow
 from tests.api_world import World
 
 VIEW = "/v1/officer/person-view"
@@ -85,8 +83,7 @@ def test_a_view_is_one_entry_holding_its_decisions_each_counting_its_records_and
     assert all(d["subject"] == subject == release["subject"] for d in decisions)
     released = {r["dataset"] for r in body["records"]}
     assert {d["dataset"] for d in decisions if d["result"] == "permit"} == released
-    with Session(world.hub.evidence.log.engine) as session:
-        rows = session.exec(select(AccessIndexRow).where(AccessIndexRow.seq == release["seq"])).all()
+    rows = [r for r in world.hub.accesses.rows(subject) if r.seq == release["seq"]]
     assert sorted((r.item, r.dataset, r.records, r.result) for r in rows) == [
         (i, d["dataset"], d["records"], d["result"]) for i, d in enumerate(decisions)
     ]

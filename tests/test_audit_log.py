@@ -204,38 +204,6 @@ def test_postgres_insert_only_role_from_the_docs(postgres_url: str) -> None:
             connection.execute(text("DROP ROLE hub_app_test"))
 
 
-def test_an_indexer_writes_in_the_entries_transaction(database_url: str) -> None:
-    engine = create_sql_engine(database_url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE side (seq BIGINT PRIMARY KEY, kind VARCHAR(32))")
-    calls: list[int] = []
-
-    def indexer(connection: Connection, pairs: Sequence[tuple[EntryDraft, SealedEntry]]) -> None:
-        calls.append(len(pairs))
-        if any(d.purpose == "explode" for d, _ in pairs):
-            connection.execute(text("INSERT INTO side (seq, kind) VALUES (:seq, 'partial')"), {"seq": 10_000})
-            raise RuntimeError("indexer failed after writing")
-        rows = [{"seq": e.seq, "kind": d.type} for d, e in pairs]
-        connection.execute(text("INSERT INTO side (seq, kind) VALUES (:seq, :kind)"), rows)
-
-    log = AuditLog(engine, NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN, indexer=indexer)
-    try:
-        assert [log.append(DRAFT).seq for _ in range(3)] == [0, 1, 2]
-        with pytest.raises(AuditUnavailable):
-            log.append(DRAFT.model_copy(update={"purpose": "explode"}))
-        # The failed batch left nothing: no entry, no side row (not even the one written before the failure).
-        assert log.size == 3
-        with engine.connect() as connection:
-            assert connection.execute(text("SELECT seq FROM side ORDER BY seq")).scalars().all() == [0, 1, 2]
-            assert connection.execute(text("SELECT COUNT(*) FROM audit_entry")).scalar_one() == 3
-        # The writer survived the failure and goes on sequencing.
-        assert log.append(DRAFT).seq == 3
-        with engine.connect() as connection:
-            assert connection.execute(text("SELECT MAX(seq) FROM side")).scalar_one() == 3
-    finally:
-        log.close()
-
-
 def test_an_appends_effect_commits_with_its_entry_or_not_at_all(database_url: str) -> None:
     engine = create_sql_engine(database_url)
     with engine.begin() as connection:

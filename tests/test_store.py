@@ -199,11 +199,12 @@ def test_naive_datetimes_are_refused(store: RecordStore) -> None:
 
 
 def _create_schema(url: str) -> None:
-    from hub.store import create_store_engine, init_audit_schema, init_schema
+    from hub.store import create_store_engine, init_access_schema, init_audit_schema, init_schema
 
     engine = create_store_engine(url)
     init_schema(engine)
     init_audit_schema(engine)  # the same database holds the log on PostgreSQL
+    init_access_schema(engine)  # and the log's access index
 
 
 def test_processes_starting_together_on_a_fresh_database_both_create_the_schema(database_url: str) -> None:

@@ -18,6 +18,7 @@ from hub.protection import RecordProtector, open_key_service
 from hub.release import ReleaseService
 from hub.settings import Settings
 from hub.store import RecordStore, create_store_engine, init_schema
+from hub.store.access_index import AccessIndex
 from policies.cases import CaseRegistry
 from policies.engines import RegoEngine
 from policies.reviews import ReviewQueue
@@ -31,6 +32,7 @@ class HubRuntime:
     settings: Settings
     catalog: Catalog
     evidence: Evidence
+    accesses: AccessIndex
     protector: RecordProtector
     store: RecordStore
     policy: PolicyRuntime
@@ -52,6 +54,8 @@ class HubRuntime:
         store.sync_catalog()
         keys = open_key_service(settings, create=True)
         evidence = Evidence(open_audit_log(settings, keys), keys)
+        accesses = AccessIndex(evidence.log.engine)
+        accesses.follow()
         protector = RecordProtector(keys, catalog)
         policy = PolicyRuntime.open(settings, catalog, evidence, engine, store_engine)
         cases = CaseRegistry(store_engine, evidence.append)
@@ -74,6 +78,7 @@ class HubRuntime:
             settings=settings,
             catalog=catalog,
             evidence=evidence,
+            accesses=accesses,
             protector=protector,
             store=store,
             policy=policy,
@@ -94,4 +99,5 @@ class HubRuntime:
         return self.response_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     def close(self) -> None:
+        self.accesses.close()
         self.evidence.log.close()

@@ -5,7 +5,7 @@ fields in clear, every personal field sealed into bytes by keys/ before it gets 
 column a plaintext personal value could be written to.
 """
 
-from hub.store.engine import create_store_engine, init_audit_schema, init_schema
+from hub.store.engine import create_store_engine, init_access_schema, init_audit_schema, init_schema
 from hub.store.records import JURISDICTION_FIELD, ProtectedRecord, RecordStore, SubjectGroup, jurisdiction_of
 from hub.store.tables import AgencyRow, DatasetRow, RecordRow
 
@@ -18,6 +18,7 @@ __all__ = [
     "RecordStore",
     "SubjectGroup",
     "create_store_engine",
+    "init_access_schema",
     "init_audit_schema",
     "init_schema",
     "jurisdiction_of",

@@ -88,9 +88,12 @@ def _index_subject_groups(connection: Connection, inspector: Inspector) -> None:
 SCHEMA_LOCK = 0x6875622D73636863  # pg_advisory_xact_lock key ("hub-schc")
 
 
-# Tables the audit log writes in its own transactions (its indexer and its entries' effects): they live in the
-# audit log's database (hub.settings.Settings.effective_audit_database_url), which may or may not be the store's.
-AUDIT_SIDE_TABLES = ("access_index", "agreement_use")
+# Tables that belong with the audit log rather than the store: the agreements' use counters, which the log
+# writes in its own transactions (its entries' effects), live in the log's database
+# (hub.settings.Settings.effective_audit_database_url), which may or may not be the store's; the residents'
+# access index, derived from the log, lives where hub.store.access_index puts it (init_access_schema).
+AUDIT_SIDE_TABLES = ("agreement_use",)
+ACCESS_INDEX_TABLES = ("access_index", "access_index_mark")
 
 
 @contextlib.contextmanager
@@ -107,21 +110,37 @@ def _schema_change(engine: Engine) -> Iterator[Connection]:
 
 
 def init_audit_schema(engine: Engine) -> None:
-    """Create the tables the audit log feeds (AUDIT_SIDE_TABLES) in its database, and bring older ones up to date."""
+    """Create the tables the audit log feeds (AUDIT_SIDE_TABLES) in its database."""
     with _schema_change(engine) as connection:
         tables = [SQLModel.metadata.tables[name] for name in AUDIT_SIDE_TABLES]
+        SQLModel.metadata.create_all(connection, tables=tables)
+
+
+def init_access_schema(engine: Engine) -> None:
+    """Create the residents' access index (ACCESS_INDEX_TABLES), and bring an older index up to date.
+
+    An index from before it kept a mark was written in its entries' own transactions, so it holds every entry
+    up to its highest ``seq``: its mark starts after that, and nothing is indexed twice."""
+    with _schema_change(engine) as connection:
+        tables = [SQLModel.metadata.tables[name] for name in ACCESS_INDEX_TABLES]
         SQLModel.metadata.create_all(connection, tables=tables)
         inspector = inspect(connection)
         for table, column, ddl in _ADDED_COLUMNS:
             if column not in {c["name"] for c in inspector.get_columns(table)}:
                 connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
         _key_access_index_by_item(connection, inspector)
+        connection.exec_driver_sql(
+            "INSERT INTO access_index_mark (id, next_seq)"
+            " SELECT 0, (SELECT COALESCE(MAX(seq) + 1, 0) FROM access_index)"
+            " WHERE NOT EXISTS (SELECT 1 FROM access_index_mark)"
+        )
 
 
 def init_schema(engine: Engine) -> None:
     """Create the store's missing tables (all but AUDIT_SIDE_TABLES), and add columns later versions gave them."""
     with _schema_change(engine) as connection:
-        tables = [t for name, t in SQLModel.metadata.tables.items() if name not in AUDIT_SIDE_TABLES]
+        kept_apart = (*AUDIT_SIDE_TABLES, *ACCESS_INDEX_TABLES)
+        tables = [t for name, t in SQLModel.metadata.tables.items() if name not in kept_apart]
         SQLModel.metadata.create_all(connection, tables=tables)
         inspector = inspect(connection)
         _index_subject_groups(connection, inspector)

@@ -130,9 +130,9 @@ class AccessIndexRow(SQLModel, table=True):
     The audit entry (``seq``) is the evidence, and ``item`` the decision's place among that entry's
     ``decisions`` (a query's decisions share one entry; 0 for an ``access.decision`` entry of its own).
     This index only finds them by the subject's pseudonym, so a resident's "who accessed my data" does not
-    scan the whole log. The audit log writes these rows in the same transaction as their entries (see
-    hub.store.access_index). One decision may cover several records of one dataset about the same subject
-    (``records``): a person view decides them together.
+    scan the whole log. The rows are derived from the log's entries and brought up to date before they are
+    read (see hub.store.access_index). One decision may cover several records of one dataset about the same
+    subject (``records``): a person view decides them together.
     """
 
     __tablename__ = "access_index"
@@ -148,3 +148,15 @@ class AccessIndexRow(SQLModel, table=True):
     result: str = Field(max_length=8)
     break_glass: bool = False
     records: int = 1
+
+
+class AccessIndexMark(SQLModel, table=True):
+    """How far the access index has read the log: the ``seq`` of the next entry to index (one row, id 0).
+
+    Written in the same transaction as the rows it counts, so an entry is indexed exactly once however
+    often and from however many processes the index is brought up to date."""
+
+    __tablename__ = "access_index_mark"
+
+    id: int = Field(default=0, primary_key=True)
+    next_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
