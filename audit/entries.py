@@ -149,18 +149,34 @@ def utc_stamp(when: datetime | None = None) -> str:
     return (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def seal_entry(draft: EntryDraft, seq: int, when: datetime | str | None = None) -> SealedEntry:
-    """Number and time-stamp a validated draft, producing its canonical bytes (no second validation).
+@dataclass(frozen=True, slots=True)
+class PreparedEntry:
+    """A draft serialized up to its number and time: what sealing it costs, paid before it is numbered.
 
-    The draft serializes with sorted keys and ends with ``"subject":…`` (if any) and ``"type":…``,
-    both values fixed-form (64 hex digits; a literal), so that tail is rebuilt exactly and checked;
-    ``seq`` goes before it and ``time`` between subject and type, their sorted places.
-    """
-    stamp = when if isinstance(when, str) else utc_stamp(when)
+    The draft serializes with sorted keys and ends with ``"subject":…`` (if any) and ``"type":…``, both
+    values fixed-form (64 hex digits; a literal), so that tail is rebuilt exactly and checked; ``seq`` goes
+    before it and ``time`` between subject and type, their sorted places. The audit log prepares a batch's
+    drafts before it takes the writers' lock and only numbers them under it."""
+
+    head: str
+    subject: str
+    type: str
+
+    def seal(self, seq: int, stamp: str) -> SealedEntry:
+        body = f'{self.head}"seq":{seq},{self.subject}"time":"{stamp}","type":"{self.type}"}}'
+        return SealedEntry(seq, stamp, body.encode())
+
+
+def prepare_entry(draft: EntryDraft) -> PreparedEntry:
+    """Serialize a validated draft for :meth:`PreparedEntry.seal` (no second validation)."""
     body = draft.model_dump_json(exclude_none=True)
     subject = f'"subject":"{draft.subject}",' if draft.subject is not None else ""
     tail = f'{subject}"type":"{draft.type}"}}'
     if not body.endswith("," + tail):
         raise ValueError("entry draft did not serialize in canonical order")  # a model edit broke the order
-    head = body[: -len(tail)]
-    return SealedEntry(seq, stamp, f'{head}"seq":{seq},{subject}"time":"{stamp}","type":"{draft.type}"}}'.encode())
+    return PreparedEntry(body[: -len(tail)], subject, draft.type)
+
+
+def seal_entry(draft: EntryDraft, seq: int, when: datetime | str | None = None) -> SealedEntry:
+    """Number and time-stamp a validated draft, producing its canonical bytes (see :class:`PreparedEntry`)."""
+    return prepare_entry(draft).seal(seq, when if isinstance(when, str) else utc_stamp(when))

@@ -4,9 +4,10 @@
 audit entry, no data). Appends from many threads are queued to one writer thread, which commits
 whatever is waiting (up to ``max_batch``) in one transaction, so throughput grows with concurrency
 while a lone append pays one commit. Several processes may share one database: each writer takes an
-advisory lock (PostgreSQL: ``pg_advisory_xact_lock``; a SQLite file: ``flock`` on a lock file beside it),
-catches up on entries written by others, then numbers its batch. The contiguity trigger stays as the
-backstop (a writer without the lock fails and retries, it cannot fork the log). On SQLite the file lock
+advisory lock (PostgreSQL: ``pg_advisory_xact_lock``, then it catches up on entries written by others; a
+SQLite file: ``flock`` on a lock file beside it, which also holds the next number, see ``_next_seq``), then
+numbers its batch. The contiguity trigger stays as the backstop (a writer without the lock, or with a stale
+number, fails and retries; it cannot fork the log). On SQLite the file lock
 matters for latency, not only order: SQLite's own busy handler polls with sleeps of up to 100 ms, and two
 API workers appending at once spent most of their tail latency there; a blocked ``flock`` wakes as soon
 as the other writer commits.
@@ -35,7 +36,7 @@ from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit import storage
-from audit.entries import EntryDraft, SealedEntry, seal_entry, utc_stamp
+from audit.entries import EntryDraft, SealedEntry, prepare_entry, utc_stamp
 from audit.merkle import MerkleTree, leaf_hash
 from audit.note import Checkpoint, NoteSigner, split_note
 
@@ -192,6 +193,7 @@ class AuditLog:
         self._insert_sql = placeholders(_INSERT)
         self._catch_up_sql = {False: placeholders(_CATCH_UP), True: placeholders(_CATCH_UP_VERIFIED)}
         self._file_lock = _sqlite_lock_file(engine)
+        self._next_is_known = True  # whether the lock file's number may be used (see _next_seq)
         # The writer thread's own connection, kept between batches (see _writer_connection).
         self._connection: Connection | None = None
         storage.install(engine)
@@ -350,7 +352,9 @@ class AuditLog:
             try:
                 sealed = self._write(batch)
             except IntegrityError:
-                # Another process appended first: take its entries into the tree, then try again.
+                # Another process appended first, or the number in the lock file was stale: take the log's
+                # entries into the tree, then try again numbering from it.
+                self._next_is_known = False
                 with self._tree_lock:
                     self._catch_up()
                 continue
@@ -400,14 +404,32 @@ class AuditLog:
                 connection.invalidate()
                 connection.close()
 
+    def _next_seq(self, connection: Connection, lock_file: int) -> int:
+        """The number of the next entry, read under the writers' file lock (SQLite files only).
+
+        The lock file holds it (8 bytes), written by whichever writer of any process committed last, so a
+        writer need not read the other processes' entries before each batch: that read, and the page cache
+        SQLite drops after another connection's commit, made every batch hold the lock longer for the other
+        workers to wait on. The number is a hint, not the truth: if it is missing, or a batch numbered from it
+        was refused (the contiguity trigger or the primary key: a writer died between its commit and the
+        file, or the database was restored), the writer catches up from the database instead."""
+        if self._next_is_known:
+            held = os.pread(lock_file, 8, 0)
+            if len(held) == 8:
+                return int.from_bytes(held, "little")
+        self._catch_up(connection=connection)
+        return self.tree.size
+
     def _write(self, batch: list[_Pending]) -> list[SealedEntry]:
+        # Serialized before the writers' lock is taken: under it, an entry only gets its number and time.
+        prepared = [prepare_entry(d) for p in batch for d, _ in p.drafts]
         with self._tree_lock, self._writers_lock():
             connection = self._writer_connection()
-            if self._file_lock is not None:
-                # Outside the write transaction on purpose: a SQLite transaction that reads before it writes
-                # cannot take the write lock if anyone committed in between. Under the file lock no other
-                # audit writer can append, so what this reads stays current until the commit.
-                self._catch_up(connection=connection)
+            # Outside the write transaction on purpose: a SQLite transaction that reads before it writes cannot
+            # take the write lock if anyone committed in between. Under the file lock no other audit writer
+            # can append, so the number stays current until the commit.
+            lock_file = self._file_lock
+            base = self._next_seq(connection, lock_file) if lock_file is not None else None
             if connection.in_transaction():
                 connection.rollback()  # ends the read, so the write below starts a transaction of its own
             with connection.begin():
@@ -416,11 +438,13 @@ class AuditLog:
                     # advisory lock needs no table privilege, so the app role can stay insert-only.
                     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCER_LOCK})
                     self._catch_up(connection=connection)
+                taken = len(batch)
                 self._take_waiting(batch)
-                base = self.tree.size
+                prepared += [prepare_entry(d) for p in batch[taken:] for d, _ in p.drafts]
+                if base is None:
+                    base = self.tree.size
                 now = utc_stamp()  # one time stamp per batch: the entries were committed together
-                drafts = [d for p in batch for d, _ in p.drafts]
-                sealed = [seal_entry(d, base + i, now) for i, d in enumerate(drafts)]
+                sealed = [entry.seal(base + i, now) for i, entry in enumerate(prepared)]
                 hashes = [leaf_hash(e.body) for e in sealed]
                 # The driver's own executemany: the Core insert costs more than the rest of the batch.
                 connection.exec_driver_sql(
@@ -428,9 +452,15 @@ class AuditLog:
                 )
                 for effect in _batch_effects(batch):
                     effect(connection)
-            # Committed: only now does the tree grow, so it never holds an entry the database lacks.
-            for hashed in hashes:
-                self.tree.append(hashed)
+            if lock_file is not None:
+                os.pwrite(lock_file, (base + len(sealed)).to_bytes(8, "little"), 0)
+                self._next_is_known = True
+            # Committed: only now does the tree grow, so it never holds an entry the database lacks. A tree
+            # behind the log (other processes appended since it last caught up) stays behind until a reader
+            # needs it (size, proofs, checkpoints), and then reads the log in order.
+            if self.tree.size == base:
+                for hashed in hashes:
+                    self.tree.append(hashed)
         return sealed
 
     def close(self) -> None:
@@ -462,17 +492,23 @@ class AuditLog:
             for (body,) in connection.execution_options(yield_per=10_000).execute(query):
                 yield bytes(body)
 
+    def _tree_of(self, size: int) -> MerkleTree:
+        """The tree, caught up with the log if it holds fewer than ``size`` leaves; call with the tree lock."""
+        if size > self.tree.size:
+            self._catch_up()
+        return self.tree
+
     def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
         with self._tree_lock:
-            return self.tree.inclusion_proof(seq, size)
+            return self._tree_of(size).inclusion_proof(seq, size)
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         with self._tree_lock:
-            return self.tree.consistency_proof(size1, size2)
+            return self._tree_of(size2).consistency_proof(size1, size2)
 
     def root(self, size: int) -> bytes:
         with self._tree_lock:
-            return self.tree.root(size)
+            return self._tree_of(size).root(size)
 
     # -- checkpoints -----------------------------------------------------------------------------------
 

@@ -390,3 +390,51 @@ def test_the_entries_of_one_append_all_are_consecutive_and_in_order_among_concur
             assert len({e.time for e in sealed}) == 1  # committed in one batch
     finally:
         log.close()
+
+
+@pytest.mark.parametrize("held", [b"", b"\x00" * 8, (1000).to_bytes(8, "little"), b"\xff\x01"])
+def test_a_wrong_number_in_the_lock_file_costs_a_retry_never_a_gap(tmp_path: Path, held: bytes) -> None:
+    """SQLite writers number a batch from the lock file, not from a read of the log: a number that is missing,
+    stale (a writer died between its commit and the file), ahead or torn is refused by the database and the
+    writer numbers from the log instead."""
+    import os
+
+    database = tmp_path / "audit.db"
+    engine = create_sql_engine(f"sqlite:///{database}")
+    audit = AuditLog(engine, NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), ORIGIN)
+    try:
+        assert [audit.append(DRAFT).seq for _ in range(3)] == [0, 1, 2]
+        lock = os.open(f"{database}.audit-lock", os.O_RDWR)
+        try:
+            assert int.from_bytes(os.pread(lock, 8, 0), "little") == 3  # the next number, for any process
+            os.ftruncate(lock, 0)
+            os.pwrite(lock, held, 0)
+        finally:
+            os.close(lock)
+        assert [audit.append(DRAFT).seq for _ in range(2)] == [3, 4]
+        with engine.connect() as connection:
+            seqs = connection.execute(text("SELECT seq FROM audit_entry ORDER BY seq")).scalars().all()
+        assert seqs == [0, 1, 2, 3, 4]
+    finally:
+        audit.close()
+
+
+def test_a_tree_behind_the_log_catches_up_before_it_proves(tmp_path: Path) -> None:
+    """Two writers on one file take turns; neither reads the other's entries before its batches, yet each
+    proves inclusion and consistency over the whole log, the other's entries included."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    key = Ed25519PrivateKey.generate()
+    first = AuditLog(create_sql_engine(url), NoteSigner(ORIGIN, key), ORIGIN)
+    second = AuditLog(create_sql_engine(url), NoteSigner(ORIGIN, key), ORIGIN)
+    try:
+        written = [(first if i % 2 else second).append(DRAFT) for i in range(9)]
+        assert [e.seq for e in written] == list(range(9))
+        for log in (first, second):
+            root = log.root(9)
+            for entry in written:  # each raises ProofError unless the proof holds
+                verify_inclusion(entry.seq, 9, leaf_hash(entry.body), log.inclusion_proof(entry.seq, 9), root)
+            verify_consistency(4, 9, log.consistency_proof(4, 9), log.root(4), root)
+        assert first.size == second.size == 9
+    finally:
+        first.close()
+        second.close()
