@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import socket
 import subprocess
 import sys
@@ -79,20 +80,14 @@ async def _workers_of(port: int, connections: int) -> collections.Counter[str]:
     return taken
 
 
-@pytest.mark.skipif(not SPREADS_CONNECTIONS, reason="SO_REUSEPORT spreads connections on Linux only")
-def test_several_workers_each_take_a_fair_share_of_the_connections() -> None:
-    """Each worker listens on its own socket, so the kernel spreads connections over them. On uvicorn's one
-    shared socket, 32 connections split 31/1 or 32/0 in many runs; here a share under 12 of 64 has a
-    probability of about 1e-7 (binomial, p = 1/2)."""
+def _serve_two_workers(*extra: str) -> tuple[collections.Counter[str], dict[str, set[int]]]:
+    """Which worker took each of 64 connections, and the CPUs each worker may run on."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "hub.api.serving", "tests.serving_app:app", "--port", str(port)]
-    options = ["--workers", "2", "--app-dir", str(ROOT), "--log-level", "warning", "--no-access-log"]
-    server = subprocess.Popen(
-        [*command, *options],
-        cwd=ROOT,
-    )
+    options = ["--workers", "2", "--app-dir", str(ROOT), "--log-level", "warning", "--no-access-log", *extra]
+    server = subprocess.Popen([*command, *options], cwd=ROOT)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -105,8 +100,28 @@ def test_several_workers_each_take_a_fair_share_of_the_connections() -> None:
                     raise
             time.sleep(0.2)
         taken = asyncio.run(_workers_of(port, 64))
+        cpus = {pid: os.sched_getaffinity(int(pid)) for pid in taken}
     finally:
         server.terminate()
         server.wait(30)
+    return taken, cpus
+
+
+@pytest.mark.skipif(not SPREADS_CONNECTIONS, reason="SO_REUSEPORT spreads connections on Linux only")
+def test_several_workers_each_take_a_fair_share_of_the_connections_on_a_cpu_of_their_own() -> None:
+    """Each worker listens on its own socket, so the kernel spreads connections over them. On uvicorn's one
+    shared socket, 32 connections split 31/1 or 32/0 in many runs; here a share under 12 of 64 has a
+    probability of about 1e-7 (binomial, p = 1/2). Each worker is pinned to a CPU, round robin."""
+    taken, cpus = _serve_two_workers()
     assert len(taken) == 2, taken
     assert min(taken.values()) >= 12, taken
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) > 1:
+        assert sorted(next(iter(c)) for c in cpus.values() if len(c) == 1) == allowed[:2], cpus
+
+
+@pytest.mark.skipif(not SPREADS_CONNECTIONS, reason="SO_REUSEPORT spreads connections on Linux only")
+def test_workers_left_unpinned_may_run_on_any_cpu() -> None:
+    taken, cpus = _serve_two_workers("--no-pin-workers")
+    assert len(taken) == 2, taken
+    assert all(c == os.sched_getaffinity(0) for c in cpus.values()), cpus
