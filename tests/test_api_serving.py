@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import socket
 import subprocess
@@ -125,3 +126,38 @@ def test_workers_left_unpinned_may_run_on_any_cpu() -> None:
     taken, cpus = _serve_two_workers("--no-pin-workers")
     assert len(taken) == 2, taken
     assert all(c == os.sched_getaffinity(0) for c in cpus.values()), cpus
+
+
+@pytest.mark.skipif(not SPREADS_CONNECTIONS, reason="SO_REUSEPORT spreads connections on Linux only")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two CPUs")
+def test_a_restarted_worker_takes_the_cpu_of_the_one_it_replaces() -> None:
+    import signal
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "hub.api.serving", "tests.serving_app:app", "--port", str(port)]
+    options = ["--workers", "2", "--app-dir", str(ROOT), "--log-level", "warning", "--no-access-log"]
+    server = subprocess.Popen([*command, *options], cwd=ROOT)
+
+    def workers(excluding: frozenset[str] = frozenset()) -> dict[str, set[int]]:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                taken = set(asyncio.run(_workers_of(port, 16))) - excluding
+                if len(taken) == 2:
+                    return {pid: os.sched_getaffinity(int(pid)) for pid in taken}
+            time.sleep(0.2)
+        raise AssertionError("the workers did not come up")
+
+    try:
+        before = workers()
+        assert sorted(len(c) for c in before.values()) == [1, 1] and len(set.union(*before.values())) == 2
+        killed = sorted(before)[0]
+        os.kill(int(killed), signal.SIGKILL)
+        after = workers(excluding=frozenset({killed}))
+    finally:
+        server.terminate()
+        server.wait(30)
+    (newcomer,) = set(after) - set(before)
+    assert after[newcomer] == before[killed]

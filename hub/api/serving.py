@@ -23,19 +23,18 @@ keep-alive clients against two workers, rounds split 24/8, 29/3, 31/1 and 32/0. 
 connections idles while they wait for their audit commit, the other saturates: person views fell from about
 1,600 to 1,150-1,300 requests/s in those rounds, and their tail latency rose with them.
 
-With several workers on Linux each worker is also pinned to a CPU of its own, round robin over the CPUs the
-server may use (``sched_setaffinity``), as nginx's ``worker_cpu_affinity auto`` does. A worker is two busy
-threads, its event loop and its audit writer, which hand Python's GIL to each other several times a batch;
-left to migrate, they ran on different cores and each hand-over crossed between them. Measured with
-bench/api.py's served person view in paired rounds (fifteenth session), pinned workers served 0-20% more
-requests a second at a lower p99 in most rounds.
+With several workers on Linux each worker is also pinned to a CPU of its own, the first of the server's CPUs
+that no other worker holds (``sched_setaffinity``), much as nginx's ``worker_cpu_affinity auto`` does. A
+worker is two busy threads, its event loop and its audit writer, which hand Python's GIL to each other
+several times a batch; left to migrate, they ran on different cores and each hand-over crossed between them.
+Measured with bench/api.py's served person view in paired rounds (fifteenth session), pinned workers served
+0-20% more requests a second at a lower p99 in most rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import os
 import socket
 import sys
@@ -91,35 +90,52 @@ class WorkerListener(socket.socket):
     """
 
 
-def _pinned_worker_socket(family: int, address: Any, cpu: int | None) -> socket.socket:
-    """In a worker being started: pin this process to ``cpu`` (if any), then bind its own socket."""
+_CLAIMS: list[socket.socket] = []  # in a worker: the claim on its CPU, held for the process's life
+
+
+def _claim_cpu(cpus: list[int]) -> int | None:
+    """The first of ``cpus`` no sibling worker holds, claimed by binding a name in Linux's abstract socket
+    namespace: the name is freed when the process ends, however it ends, so a restarted worker takes the CPU
+    of the one it replaces, and two workers starting at once cannot take the same one."""
+    for cpu in cpus:
+        claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            claim.bind(f"\0hub-worker-cpu-{os.getppid()}-{cpu}")
+        except OSError:
+            claim.close()
+            continue
+        _CLAIMS.append(claim)
+        return cpu
+    return None  # more workers than CPUs: this one runs unpinned
+
+
+def _pinned_worker_socket(family: int, address: Any, cpus: list[int]) -> socket.socket:
+    """In a worker being started: pin this process to a free one of ``cpus`` (if any), then bind its socket."""
+    cpu = _claim_cpu(cpus) if cpus else None
     if cpu is not None:
         with contextlib.suppress(OSError):  # a CPU taken away since: the worker runs unpinned
             os.sched_setaffinity(0, {cpu})
     return reuse_port_socket(family, address)
 
 
-class _CpuRoundRobin:
-    """The CPU for each worker the supervisor starts (restarts included), round robin over its own CPUs."""
+class _WorkerCpus:
+    """Whether workers pin themselves, and to which CPUs: the supervisor's own, when it has several."""
 
     def __init__(self) -> None:
-        self.started = itertools.count()
         self.enabled = False
 
-    def next_cpu(self) -> int | None:
+    def allowed(self) -> list[int]:
         if not self.enabled or not hasattr(os, "sched_getaffinity"):
-            return None
-        allowed = sorted(os.sched_getaffinity(0))
-        return allowed[next(self.started) % len(allowed)] if len(allowed) > 1 else None
+            return []
+        cpus = sorted(os.sched_getaffinity(0))
+        return cpus if len(cpus) > 1 else []
 
 
-_CPUS = _CpuRoundRobin()
+_CPUS = _WorkerCpus()
 
 
-def _reduce_listener(
-    listener: WorkerListener,
-) -> tuple[Callable[..., socket.socket], tuple[int, Any, int | None]]:
-    return _pinned_worker_socket, (int(listener.family), listener.getsockname(), _CPUS.next_cpu())
+def _reduce_listener(listener: WorkerListener) -> tuple[Callable[..., socket.socket], tuple[int, Any, list[int]]]:
+    return _pinned_worker_socket, (int(listener.family), listener.getsockname(), _CPUS.allowed())
 
 
 ForkingPickler.register(WorkerListener, _reduce_listener)
