@@ -29,7 +29,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
 from sqlmodel import Session, col, select
@@ -44,20 +44,20 @@ FOLLOW_SECONDS = 0.25
 FOLLOW_NICENESS = 10
 
 
-class AccessRow(NamedTuple):
-    """One ``access_index`` row, its fields in the table's column order (the insert takes it as it is)."""
-
-    seq: int
-    item: int
-    subject: str
-    at: int
-    agency: str
-    purpose: str
-    dataset: str
-    case_id: str | None
-    result: str
-    break_glass: bool
-    records: int
+# The access_index table's columns (hub.store.tables.AccessIndexRow), in the order the statements below fill.
+COLUMNS = (
+    "seq",
+    "item",
+    "subject",
+    "at",
+    "agency",
+    "purpose",
+    "dataset",
+    "case_id",
+    "result",
+    "break_glass",
+    "records",
+)
 
 
 def index_database_url(log_engine: Engine) -> str | None:
@@ -72,7 +72,7 @@ def index_database_url(log_engine: Engine) -> str | None:
     return f"sqlite:///{path.with_name(f'{path.stem}-access{path.suffix}')}"
 
 
-_COLUMNS = ", ".join(AccessRow._fields)
+_COLUMNS = ", ".join(COLUMNS)
 # The rows of the log's entries [?, ?), derived by the database itself: bringing the index up to date runs no
 # Python per entry, and the driver hands the GIL back while the statement runs. Derived in Python (parsing
 # each entry's JSON, then inserting its rows), reading on held an API worker's event loop for 20-40 ms at a
